@@ -1,0 +1,128 @@
+"""Common grid: both images on one working grid in the optical CRS, through georeferencing.
+
+Inputs without a CRS are taken to share one pixel grid: their transforms (identity for a
+plain PNG) are used as they are, in a placeholder CRS common to both.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from affine import Affine
+from rasterio.crs import CRS
+from rasterio.warp import Resampling, reproject
+from rasterio.warp import transform as warp_transform
+
+from sn9cloud.engine.types import GeoImage, Grid
+from sn9cloud.errors import InputError
+
+#: Placeholder CRS for inputs that carry none (used identically for both, so it cancels).
+PIXEL_CRS = CRS.from_epsg(3857)
+
+
+def check_crs_pair(optical_crs: CRS | None, sar_crs: CRS | None) -> None:
+    """Refuse to mix a georeferenced image with one that has no CRS: which grid they share
+    would be a guess."""
+    if (optical_crs is None) != (sar_crs is None):
+        which = "optical" if optical_crs is None else "SAR"
+        raise InputError(
+            f"the {which} image has no CRS while the other has one: "
+            "georeference both or neither"
+        )
+
+
+def effective_crs(crs: CRS | None) -> CRS:
+    return PIXEL_CRS if crs is None else crs
+
+
+def working_factor(optical: Grid, sar: Grid, max_size: int) -> float:
+    """How many optical pixels one working pixel spans: no finer than the coarser of the
+    two images, and no more than ``max_size`` pixels on the longer side."""
+    ow, oh = optical.pixel_size
+    sw, sh = sar.pixel_size
+    same_units = optical.crs is not None and sar.crs is not None and (
+        optical.crs.linear_units == sar.crs.linear_units
+    )
+    ratio = max(sw / ow, sh / oh) if (same_units or optical.crs is None) else 1.0
+    factor = max(1.0, ratio)
+    longest = max(optical.width, optical.height) / factor
+    if longest > max_size:
+        factor *= longest / max_size
+    return float(factor)
+
+
+def resample_to(image: GeoImage, grid: Grid, is_sar: bool) -> tuple[np.ndarray, np.ndarray]:
+    """One float32 band of ``image`` on ``grid`` (area-averaged when coarser) and a mask of
+    where it has data."""
+    bands = image.bands.astype(np.float32)
+    valid = image.valid_mask()
+    src = np.where(valid[None], bands, np.nan).astype(np.float32)
+    if not is_sar and src.shape[0] >= 3:
+        src = (0.299 * src[0] + 0.587 * src[1] + 0.114 * src[2])[None]
+    elif src.shape[0] > 1:
+        src = np.nanmean(src, axis=0)[None] if np.isfinite(src).any() else src[:1]
+    dst = np.full((1, grid.height, grid.width), np.nan, np.float32)
+    reproject(
+        source=src,
+        destination=dst,
+        src_transform=image.transform,
+        src_crs=effective_crs(image.crs),
+        src_nodata=np.nan,
+        dst_transform=grid.transform,
+        dst_crs=effective_crs(grid.crs),
+        dst_nodata=np.nan,
+        resampling=Resampling.average,
+        num_threads=2,
+    )
+    out = dst[0]
+    return out, np.isfinite(out)
+
+
+def pixel_centres_to_map(transform: Affine, xy: np.ndarray) -> np.ndarray:
+    """Map coordinates of pixel-index positions (index i is the centre of pixel i)."""
+    x = xy[:, 0] + 0.5
+    y = xy[:, 1] + 0.5
+    t = transform
+    return np.stack([t.a * x + t.b * y + t.c, t.d * x + t.e * y + t.f], axis=1)
+
+
+def map_to_pixel_centres(transform: Affine, pts: np.ndarray) -> np.ndarray:
+    inv = ~transform
+    x = inv.a * pts[:, 0] + inv.b * pts[:, 1] + inv.c
+    y = inv.d * pts[:, 0] + inv.e * pts[:, 1] + inv.f
+    return np.stack([x - 0.5, y - 0.5], axis=1)
+
+
+def reproject_points(pts: np.ndarray, src: CRS | None, dst: CRS | None) -> np.ndarray:
+    if src is None or dst is None or src == dst or len(pts) == 0:
+        return pts
+    xs, ys = warp_transform(src, dst, pts[:, 0].tolist(), pts[:, 1].tolist())
+    return np.stack([np.asarray(xs), np.asarray(ys)], axis=1)
+
+
+def sn9_offsets(
+    optical: Grid, sar: Grid, opt_pix: np.ndarray, sar_map_in_optical_crs: np.ndarray
+) -> np.ndarray:
+    """The SpaceNet 9 offset (dx, dy in optical pixels) of optical pixel indices whose
+    features lie, in the SAR image's own geocoding, at the given map points (optical CRS).
+
+    The convention uses pixel upper-left corners: the SAR pixel index of the point is
+    taken in SAR pixel units, then its corner is compared with the optical pixel's corner.
+    """
+    q_sar = reproject_points(sar_map_in_optical_crs, optical.crs, sar.crs)
+    s_idx = map_to_pixel_centres(sar.transform, q_sar)
+    t = sar.transform
+    corner = np.stack(
+        [t.a * s_idx[:, 0] + t.b * s_idx[:, 1] + t.c, t.d * s_idx[:, 0] + t.e * s_idx[:, 1] + t.f],
+        axis=1,
+    )
+    corner = reproject_points(corner, sar.crs, optical.crs)
+    o = optical.transform
+    opt_corner = np.stack(
+        [o.a * opt_pix[:, 0] + o.b * opt_pix[:, 1] + o.c,
+         o.d * opt_pix[:, 0] + o.e * opt_pix[:, 1] + o.f],
+        axis=1,
+    )
+    lin = Affine(o.a, o.b, 0.0, o.d, o.e, 0.0)
+    inv = ~lin
+    d = corner - opt_corner
+    return np.stack([inv.a * d[:, 0] + inv.b * d[:, 1], inv.d * d[:, 0] + inv.e * d[:, 1]], axis=1)

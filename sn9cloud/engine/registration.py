@@ -1,0 +1,258 @@
+"""One optical/SAR pair registered end to end: common grid, coarse alignment, dense
+matching coarse to fine, robust fit, reliability checks. Returns the displacement field
+and a report; evaluating it into an offset map is `offsets.py`'s job."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+
+import cv2
+import numpy as np
+from affine import Affine
+
+from sn9cloud.engine.coarse import coarse_align, coarse_displacement
+from sn9cloud.engine.features import structure_features, to_intensity
+from sn9cloud.engine.fit import DisplacementField, FitResult, fit_field
+from sn9cloud.engine.grid import (
+    check_crs_pair,
+    pixel_centres_to_map,
+    resample_to,
+    working_factor,
+)
+from sn9cloud.engine.match import LocalMatches, grid_points, match_points
+from sn9cloud.engine.types import GeoImage, Grid
+from sn9cloud.errors import InputError, NoOverlapError, UnreliableRegistrationError
+
+_DEBUG = False
+MODELS = ("nonrigid", "affine")
+
+
+@dataclass(frozen=True)
+class RegistrationOptions:
+    model: str = "nonrigid"
+    max_working_size: int = 1024  # longest side of the working grid, px
+    max_shift_fraction: float = 0.25  # coarse search range, fraction of the image side
+    scales: tuple[float, ...] = (0.97, 0.985, 1.0, 1.015, 1.03)
+    half: int = 24  # template half-size, working px
+    step: int = 12  # lattice step of match points, working px
+    min_level_size: int = 112  # a pyramid level's shorter side, px
+    min_ncc: float = 0.10
+    min_margin: float = 0.02
+    consistency_px: float = 1.5  # forward/backward agreement, level px
+    min_inliers: int = 12
+    min_inlier_fraction: float = 0.2
+    max_estimated_error_px: float = 3.0  # working px, LOO mean
+
+
+@dataclass
+class RegistrationReport:
+    model: str
+    working_pixel_size: tuple[float, float]
+    working_shape: tuple[int, int]
+    overlap_fraction: float
+    coarse: dict
+    levels: list[dict] = field(default_factory=list)
+    matches: int = 0
+    consistent_matches: int = 0
+    inliers: int = 0
+    residual_rmse_px: float = float("nan")
+    residual_p90_px: float = float("nan")
+    estimated_error_px: float = float("nan")
+    estimated_error_m: float = float("nan")
+    timings_s: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class RegistrationResult:
+    field: DisplacementField
+    optical_grid: Grid  # the grid the inputs' optical image was given on
+    sar_grid: Grid
+    report: RegistrationReport
+    matches_src: np.ndarray  # (N, 2) map points of the final inlier matches
+    matches_disp: np.ndarray  # (N, 2) their displacements, map units
+
+
+def _check_image(img: GeoImage, name: str) -> None:
+    if img.array.ndim not in (2, 3) or img.height < 2 or img.width < 2:
+        raise InputError(f"{name} image: expected a 2-D raster, got shape {img.array.shape}")
+    valid = img.valid_mask()
+    if not valid.any():
+        raise InputError(f"{name} image: every pixel is nodata")
+    vals = img.bands[:, valid]
+    if float(np.nanmax(vals) - np.nanmin(vals)) == 0.0:
+        raise InputError(f"{name} image: constant (no structure to match)")
+
+
+def _pyramid(a: np.ndarray, m: np.ndarray, levels: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    out = [(a, m)]
+    for _ in range(levels - 1):
+        a, m = out[-1]
+        h, w = (a.shape[0] + 1) // 2, (a.shape[1] + 1) // 2
+        a2 = cv2.resize(a, (w, h), interpolation=cv2.INTER_AREA)
+        m2 = cv2.resize(m.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA) > 0.99
+        out.append((a2, m2))
+    return out
+
+
+def _lin_inv(t: Affine) -> np.ndarray:
+    inv = ~Affine(t.a, t.b, 0.0, t.d, t.e, 0.0)
+    return np.array([[inv.a, inv.b], [inv.d, inv.e]])
+
+
+def register(
+    optical: GeoImage, sar: GeoImage, options: RegistrationOptions | None = None
+) -> RegistrationResult:
+    """Register ``sar`` to ``optical``; raise rather than return an unreliable field."""
+    opt = options or RegistrationOptions()
+    if opt.model not in MODELS:
+        raise InputError(f"unknown model {opt.model!r}: choose one of {', '.join(MODELS)}")
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    _check_image(optical, "optical")
+    _check_image(sar, "SAR")
+    check_crs_pair(optical.crs, sar.crs)
+
+    factor = working_factor(optical.grid, sar.grid, opt.max_working_size)
+    wgrid = optical.grid.scaled(factor)
+    o_int, o_valid = resample_to(optical, wgrid, is_sar=False)
+    s_int, s_valid = resample_to(sar, wgrid, is_sar=True)
+    both = o_valid & s_valid
+    overlap = float(both.mean())
+    if not s_valid.any():
+        raise NoOverlapError("the SAR image does not overlap the optical image")
+    min_side = 2 * opt.half + 8
+    if min(wgrid.width, wgrid.height) < min_side:
+        raise InputError(
+            f"optical image is {wgrid.width}x{wgrid.height} px on the working grid, smaller "
+            f"than the {min_side} px matching window"
+        )
+    o_int = to_intensity(o_int, is_sar=False, valid=o_valid)
+    s_int = to_intensity(s_int, is_sar=True, valid=s_valid)
+    timings["grid"] = time.perf_counter() - t0
+
+    t1 = time.perf_counter()
+    n_levels = 1
+    while min(wgrid.width, wgrid.height) / 2**n_levels >= opt.min_level_size:
+        n_levels += 1
+    opyr = _pyramid(o_int, o_valid, n_levels)
+    spyr = _pyramid(s_int, s_valid, n_levels)
+    feats = [
+        (structure_features(o), om, structure_features(s, presmooth=1.0), sm)
+        for (o, om), (s, sm) in zip(opyr, spyr, strict=True)
+    ]
+    timings["features"] = time.perf_counter() - t1
+
+    # coarse: on the level whose longer side is nearest 160 px
+    t2 = time.perf_counter()
+    lv = n_levels - 1
+    fo, om, fs, sm = feats[lv]
+    maxs = (opt.max_shift_fraction * fo.shape[1], opt.max_shift_fraction * fo.shape[0])
+    coarse = coarse_align(fo, om, fs, sm, maxs, opt.scales)
+    timings["coarse"] = time.perf_counter() - t2
+    coarse_info = {
+        "shift_px": (coarse.shift * 2**lv).round(2).tolist(),
+        "scale": coarse.scale,
+        "peak_ncc": round(coarse.peak, 4),
+        "peak_margin": round(coarse.margin, 4),
+    }
+
+    lin_inv = _lin_inv(wgrid.transform)
+    px_w, px_h = wgrid.pixel_size
+    px = 0.5 * (px_w + px_h)
+
+    def predict_px(pts_w: np.ndarray, fld: DisplacementField | None) -> np.ndarray:
+        """Displacement in working px at working-grid points."""
+        if fld is None:
+            return coarse_displacement(coarse, pts_w / 2**lv) * 2**lv
+        d = fld(pixel_centres_to_map(wgrid.transform, pts_w))
+        return d @ lin_inv.T
+
+    t3 = time.perf_counter()
+    fld: DisplacementField | None = None
+    fit: FitResult | None = None
+    level_info: list[dict] = []
+    last: tuple[LocalMatches, np.ndarray] | None = None
+    for k in range(n_levels - 1, -1, -1):
+        fo, om, fs, sm = feats[k]
+        scale = 2**k
+        radius = 8 if fld is None else 4
+        pts = grid_points(fo.shape[1], fo.shape[0], opt.step, opt.half + 2)
+        pred = predict_px(pts * scale + (scale - 1) / 2.0, fld) / scale
+        fwd = match_points(fo, fs, pts, pred, opt.half, radius, om, sm)
+        ok = fwd.valid & (fwd.ncc >= opt.min_ncc) & (fwd.margin >= opt.min_margin)
+        # backward: from the SAR position back to the optical
+        bwd = match_points(fs, fo, fwd.dst, fwd.src - fwd.dst, opt.half, 2, sm, om)
+        back_err = np.hypot(*(bwd.dst - fwd.src).T)
+        consistent = ok & bwd.valid & (back_err <= opt.consistency_px)
+        src_w = fwd.src[consistent] * scale + (scale - 1) / 2.0
+        dst_w = fwd.dst[consistent] * scale + (scale - 1) / 2.0
+        info = {"level": k, "points": len(pts), "matches": int(ok.sum()),
+                "consistent": int(consistent.sum())}
+        if consistent.sum() >= 6:
+            src_map = pixel_centres_to_map(wgrid.transform, src_w)
+            disp_map = pixel_centres_to_map(wgrid.transform, dst_w) - src_map
+            model = opt.model if k == 0 else "nonrigid"
+            fit = fit_field(src_map, disp_map, model, threshold=1.5 * scale * px,
+                            gate=3.0 * scale * px, block=4.0 * opt.half * scale * px)
+            fld = fit.field
+            info["inliers"] = int(fit.inliers.sum())
+            last = (fwd, consistent)
+            last_maps = (src_map, disp_map)
+            if _DEBUG:
+                print(k, "median disp", np.median(disp_map, axis=0), len(disp_map),
+                      "spread", np.median(np.hypot(*(disp_map - np.median(disp_map, 0)).T)))
+        level_info.append(info)
+    timings["match_fit"] = time.perf_counter() - t3
+
+    report = RegistrationReport(
+        model=opt.model,
+        working_pixel_size=(px_w, px_h),
+        working_shape=(wgrid.height, wgrid.width),
+        overlap_fraction=round(overlap, 4),
+        coarse=coarse_info,
+        levels=level_info,
+        timings_s={k: round(v, 4) for k, v in timings.items()},
+    )
+    if fit is None or fld is None or last is None:
+        raise UnreliableRegistrationError(
+            "too few consistent matches between the optical and SAR images "
+            f"(coarse peak NCC {coarse.peak:.3f}); the pair cannot be registered reliably"
+        )
+    fwd, consistent = last
+    n_cons = int(consistent.sum())
+    n_inl = int(fit.inliers.sum())
+    res_px = np.hypot(*fit.residuals.T) / px
+    loo_px = np.hypot(*fit.loo_residuals.T) / px
+    report.matches = int(fwd.valid.sum())
+    report.consistent_matches = n_cons
+    report.inliers = n_inl
+    report.residual_rmse_px = float(np.sqrt(np.mean(res_px**2)))
+    report.residual_p90_px = float(np.percentile(res_px, 90))
+    report.estimated_error_px = float(np.mean(loo_px))
+    report.estimated_error_m = float(np.mean(loo_px) * px)
+    frac = n_inl / max(int(fwd.valid.sum()), 1)
+    if (
+        n_inl < opt.min_inliers
+        or frac < opt.min_inlier_fraction
+        or report.estimated_error_px > opt.max_estimated_error_px
+    ):
+        raise UnreliableRegistrationError(
+            f"only {n_inl} consistent inlier matches ({frac:.0%} of {report.matches}), "
+            f"estimated error {report.estimated_error_px:.1f} px: the pair cannot be "
+            "registered reliably"
+        )
+    timings["total"] = time.perf_counter() - t0
+    report.timings_s = {k: round(v, 4) for k, v in timings.items()}
+    src_map, disp_map = last_maps
+    return RegistrationResult(
+        field=fld,
+        optical_grid=optical.grid,
+        sar_grid=sar.grid,
+        report=report,
+        matches_src=src_map[fit.inliers],
+        matches_disp=disp_map[fit.inliers],
+    )

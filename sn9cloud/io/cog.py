@@ -1,0 +1,96 @@
+"""Writing the offset map as a COG, window by window, atomically.
+
+The map is written to a tiled temporary GeoTIFF next to the destination, converted with
+rio-cogeo, then renamed into place (or uploaded with boto3): a reader never sees half a
+file, and a failure leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import rasterio
+from rasterio.windows import Window
+from rio_cogeo.cogeo import cog_translate
+from rio_cogeo.profiles import cog_profiles
+
+from sn9cloud.engine.types import Grid
+from sn9cloud.errors import OutputError
+from sn9cloud.io.s3 import client, is_s3, split_s3
+
+BLOCK = 512
+
+
+def check_writable(path: str) -> None:
+    """Fail before any work if the output cannot be written."""
+    if is_s3(path):
+        bucket, key = split_s3(path)
+        if not bucket or not key:
+            raise OutputError(f"output {path}: not an s3://bucket/key path")
+        return
+    d = os.path.dirname(os.path.abspath(path)) or "."
+    if os.path.isdir(path):
+        raise OutputError(f"output {path}: is a directory")
+    if not os.path.isdir(d):
+        raise OutputError(f"output {path}: directory {d} does not exist")
+    if not os.access(d, os.W_OK):
+        raise OutputError(f"output {path}: directory {d} is not writable")
+
+
+def write_offsets_cog(
+    path: str,
+    grid: Grid,
+    window_fn: Callable[[tuple[int, int, int, int]], np.ndarray],
+    tags: dict[str, str] | None = None,
+) -> None:
+    """Write a 2-band float32 COG (dx, dy) on ``grid``; ``window_fn`` gives (2, h, w)."""
+    check_writable(path)
+    tmpdir = tempfile.mkdtemp(
+        prefix=".sn9cloud-", dir=None if is_s3(path) else os.path.dirname(os.path.abspath(path))
+    )
+    try:
+        raw = os.path.join(tmpdir, "raw.tif")
+        cog = os.path.join(tmpdir, "cog.tif")
+        profile = {
+            "driver": "GTiff", "width": grid.width, "height": grid.height, "count": 2,
+            "dtype": "float32", "crs": grid.crs, "transform": grid.transform,
+            "tiled": True, "blockxsize": BLOCK, "blockysize": BLOCK,
+            "compress": "deflate", "predictor": 3, "BIGTIFF": "IF_SAFER",
+        }
+        with rasterio.open(raw, "w", **profile) as dst:
+            for r, c, h, w in _windows(grid):
+                block = window_fn((r, c, h, w))
+                if not np.all(np.isfinite(block)):
+                    raise OutputError(f"output {path}: non-finite offsets in window {r},{c}")
+                dst.write(block.astype(np.float32), window=Window(c, r, w, h))
+            dst.set_band_description(1, "dx")
+            dst.set_band_description(2, "dy")
+            dst.update_tags(**(tags or {}))
+            dst.update_tags(1, units="pixel", role="dx")
+            dst.update_tags(2, units="pixel", role="dy")
+        out_profile = cog_profiles.get("deflate")
+        out_profile.update({"predictor": 3, "blockxsize": BLOCK, "blockysize": BLOCK})
+        cog_translate(raw, cog, out_profile, in_memory=False, quiet=True,
+                      overview_resampling="average", use_cog_driver=False,
+                      config={"GDAL_NUM_THREADS": "ALL_CPUS"})
+        if is_s3(path):
+            bucket, key = split_s3(path)
+            client().upload_file(cog, bucket, key)
+        else:
+            os.replace(cog, path)
+    except OutputError:
+        raise
+    except Exception as e:  # any GDAL/boto failure becomes one clear line
+        raise OutputError(f"output {path}: could not be written ({str(e).splitlines()[0]})") from e
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+def _windows(grid: Grid) -> Iterator[tuple[int, int, int, int]]:
+    for r in range(0, grid.height, BLOCK):
+        for c in range(0, grid.width, BLOCK):
+            yield r, c, min(BLOCK, grid.height - r), min(BLOCK, grid.width - c)

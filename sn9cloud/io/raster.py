@@ -1,0 +1,59 @@
+"""Reading rasters into the engine's `GeoImage`, local or s3://, decimated on read.
+
+A scene far larger than the working grid is read through its overviews (``out_shape``),
+so reading costs what the engine needs, not the scene's full size.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import rasterio
+from rasterio.enums import Resampling
+from rasterio.errors import RasterioIOError
+
+from sn9cloud.engine.types import GeoImage, Grid
+from sn9cloud.errors import InputError
+from sn9cloud.io.s3 import gdal_env, is_s3
+
+
+def check_exists(path: str, role: str) -> None:
+    if not is_s3(path) and not os.path.exists(path):
+        raise InputError(f"{role} {path}: no such file")
+
+
+def open_grid(path: str, role: str) -> Grid:
+    """The grid (size, transform, CRS) of a raster without reading its pixels."""
+    check_exists(path, role)
+    try:
+        with rasterio.Env(**gdal_env()), rasterio.open(path) as ds:
+            return Grid(ds.width, ds.height, ds.transform, ds.crs)
+    except RasterioIOError as e:
+        raise InputError(f"{role} {path}: not a readable raster ({_short(e)})") from e
+
+
+def read_image(path: str, role: str, max_size: int | None = None) -> GeoImage:
+    """Read a raster, decimated so that its longer side is at most ``max_size`` px."""
+    check_exists(path, role)
+    try:
+        with rasterio.Env(**gdal_env()), rasterio.open(path) as ds:
+            factor = 1.0
+            if max_size and max(ds.width, ds.height) > max_size:
+                factor = max(ds.width, ds.height) / max_size
+            h = max(1, round(ds.height / factor))
+            w = max(1, round(ds.width / factor))
+            bands = list(range(1, min(ds.count, 3) + 1))
+            arr = ds.read(bands, out_shape=(len(bands), h, w), resampling=Resampling.average,
+                          masked=True)
+            transform = ds.transform * ds.transform.scale(ds.width / w, ds.height / h)
+            crs = ds.crs
+    except RasterioIOError as e:
+        raise InputError(f"{role} {path}: not a readable raster ({_short(e)})") from e
+    mask = np.ma.getmaskarray(arr).any(axis=0)
+    data = np.asarray(arr.filled(0), dtype=np.float32) if arr.dtype.kind == "f" else arr.data
+    return GeoImage(array=data, transform=transform, crs=crs, valid=~mask)
+
+
+def _short(e: Exception) -> str:
+    return str(e).splitlines()[0][:200]

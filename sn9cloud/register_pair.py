@@ -1,0 +1,73 @@
+"""One pair of files registered: read, register, write the offset COG and the report.
+
+The thin layer between the engine (arrays) and the CLI (arguments); the STAC pipeline
+builds on it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+from sn9cloud import ALGORITHM_VERSION, __version__
+from sn9cloud.engine import RegistrationOptions, RegistrationResult, register
+from sn9cloud.engine.offsets import offset_window
+from sn9cloud.engine.types import GeoImage
+from sn9cloud.errors import OutputError
+from sn9cloud.io.cog import check_writable, write_offsets_cog
+from sn9cloud.io.raster import open_grid, read_image
+
+
+def register_images(
+    optical: GeoImage, sar: GeoImage, model: str = "nonrigid", max_working_size: int = 1024
+) -> RegistrationResult:
+    return register(optical, sar, RegistrationOptions(model=model,
+                                                      max_working_size=max_working_size))
+
+
+def register_files(
+    optical: str,
+    sar: str,
+    output: str,
+    model: str = "nonrigid",
+    report_path: str | None = None,
+    max_working_size: int = 1024,
+) -> dict:
+    """Register ``sar`` to ``optical`` and write the offset map to ``output``."""
+    t0 = time.perf_counter()
+    check_writable(output)
+    if report_path:
+        _check_report_path(report_path)
+    opt_grid = open_grid(optical, "optical")
+    sar_grid = open_grid(sar, "SAR")
+    read = 2 * max_working_size
+    o_img = read_image(optical, "optical", max_size=read)
+    s_img = read_image(sar, "SAR", max_size=read)
+    t_read = time.perf_counter() - t0
+    result = register_images(o_img, s_img, model, max_working_size)
+    t1 = time.perf_counter()
+    write_offsets_cog(
+        output, opt_grid,
+        lambda w: offset_window(result.field, opt_grid, sar_grid, w),
+        tags={"sn9cloud_version": __version__, "algorithm": ALGORITHM_VERSION,
+              "model": model, "convention": "SpaceNet 9: band 1 dx, band 2 dy, optical px"},
+    )
+    report = result.report.to_dict()
+    report["timings_s"]["read"] = round(t_read, 4)
+    report["timings_s"]["write"] = round(time.perf_counter() - t1, 4)
+    report["timings_s"]["total_with_io"] = round(time.perf_counter() - t0, 4)
+    report.update({"optical": optical, "sar": sar, "output": output,
+                   "algorithm_version": ALGORITHM_VERSION, "field": result.field.to_dict()})
+    if report_path:
+        tmp = f"{report_path}.tmp-{os.getpid()}"
+        with open(tmp, "w") as f:
+            json.dump(report, f, indent=1)
+        os.replace(tmp, report_path)
+    return report
+
+
+def _check_report_path(path: str) -> None:
+    d = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(d) or not os.access(d, os.W_OK):
+        raise OutputError(f"report {path}: directory {d} is not writable")

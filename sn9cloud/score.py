@@ -1,0 +1,106 @@
+"""The SpaceNet 9 metric, exactly as the challenge scored it.
+
+Reference offsets come from the tie-points and each image's own geotransform (pixel
+upper-left corners, SAR points reprojected into the optical CRS), rounded to whole
+pixels; the prediction is read at the exact integer optical pixel (no interpolation); the
+scene's score is the mean Euclidean distance in optical pixels.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.windows import Window
+
+from sn9cloud.engine.grid import reproject_points
+from sn9cloud.engine.types import Grid
+from sn9cloud.errors import InputError
+from sn9cloud.io.raster import open_grid
+from sn9cloud.io.s3 import gdal_env
+
+COLUMNS = ("sar_row", "sar_col", "optical_row", "optical_col")
+
+
+@dataclass(frozen=True)
+class Score:
+    mean_px: float
+    mean_m: float
+    score: float
+    n: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def read_tiepoints(path: str | Path) -> np.ndarray:
+    """(N, 4) int array in COLUMNS order; refuses missing columns, non-integers, NaN,
+    duplicates."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"tie-points {p}: no such file")
+    with p.open(newline="") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise InputError(f"tie-points {p}: missing column(s) {', '.join(missing)}")
+        rows = []
+        for i, row in enumerate(reader, start=2):
+            try:
+                vals = [float(row[c]) for c in COLUMNS]
+            except (TypeError, ValueError) as e:
+                raise InputError(f"tie-points {p}: line {i} is not numeric") from e
+            if not all(math.isfinite(v) and v == int(v) for v in vals):
+                raise InputError(f"tie-points {p}: line {i} holds a non-integer or NaN")
+            rows.append([int(v) for v in vals])
+    if not rows:
+        raise InputError(f"tie-points {p}: no tie-points")
+    a = np.asarray(rows, np.int64)
+    if len(np.unique(a, axis=0)) != len(a):
+        raise InputError(f"tie-points {p}: duplicate rows")
+    return a
+
+
+def reference_offsets(tp: np.ndarray, optical: Grid, sar: Grid) -> np.ndarray:
+    """(N, 2) reference (dx, dy) in optical pixels, rounded to whole pixels."""
+    so, ss = optical.transform, sar.transform
+    sr, sc, orow, ocol = (tp[:, i].astype(np.float64) for i in range(4))
+    xs = ss.c + sc * ss.a + sr * ss.b
+    ys = ss.f + sc * ss.d + sr * ss.e
+    sar_xy = reproject_points(np.column_stack([xs, ys]), sar.crs, optical.crs)
+    xo = so.c + ocol * so.a + orow * so.b
+    yo = so.f + ocol * so.d + orow * so.e
+    dx = (sar_xy[:, 0] - xo) / so.a
+    dy = (sar_xy[:, 1] - yo) / so.e
+    return np.round(np.column_stack([dx, dy]))
+
+
+def score_offsets(offsets: str, tiepoints: str, optical: str, sar: str) -> Score:
+    tp = read_tiepoints(tiepoints)
+    og = open_grid(optical, "optical")
+    sg = open_grid(sar, "SAR")
+    ref = reference_offsets(tp, og, sg)
+    rows, cols = tp[:, 2], tp[:, 3]
+    if (rows < 0).any() or (cols < 0).any() or (rows >= og.height).any() or (cols >= og.width).any():
+        raise InputError(f"tie-points {tiepoints}: optical points outside the optical image")
+    grid = open_grid(offsets, "offsets")
+    if (grid.width, grid.height) != (og.width, og.height):
+        raise InputError(
+            f"offsets {offsets}: {grid.width}x{grid.height} px, but the optical image is "
+            f"{og.width}x{og.height}"
+        )
+    pred = np.empty((len(tp), 2))
+    with rasterio.Env(**gdal_env()), rasterio.open(offsets) as ds:
+        if ds.count < 2:
+            raise InputError(f"offsets {offsets}: needs 2 bands (dx, dy), has {ds.count}")
+        for i, (r, c) in enumerate(zip(rows, cols, strict=True)):
+            pred[i] = ds.read([1, 2], window=Window(int(c), int(r), 1, 1))[:, 0, 0]
+    d = pred - ref
+    dist = np.hypot(d[:, 0], d[:, 1])
+    mean_px = float(np.mean(dist))  # NaN in the map makes the score NaN, as in the challenge
+    metres = np.hypot(d[:, 0] * og.transform.a, d[:, 1] * og.transform.e)
+    return Score(mean_px, float(np.mean(metres)), 100.0 / (1.0 + 0.01 * mean_px), len(tp))
