@@ -16,7 +16,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 #: Candidate TPS smoothing weights (relative to the kernel scale), searched by LOO error.
-LAMBDAS = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0, 10.0, 100.0)
+LAMBDAS = (1e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 10.0, 100.0)
 
 
 def _tps_kernel(r2: np.ndarray) -> np.ndarray:
@@ -177,9 +177,12 @@ def _tps_solve(u: np.ndarray, y: np.ndarray, lam: float, want_loo: bool) -> TpsF
     a[:n, :n] = k + lam * np.eye(n)
     a[:n, n:] = p
     a[n:, :n] = p.T
-    inv = np.linalg.pinv(a) if n < 4 else np.linalg.inv(a)
     rhs = np.zeros((n + 3, 2))
     rhs[:n] = y
+    if not want_loo:
+        sol = np.linalg.lstsq(a, rhs, rcond=None)[0] if n < 4 else np.linalg.solve(a, rhs)
+        return TpsFit(sol[:n], sol[n:], np.zeros_like(y), lam)
+    inv = np.linalg.pinv(a) if n < 4 else np.linalg.inv(a)
     sol = inv @ rhs
     w, poly = sol[:n], sol[n:]
     loo = np.zeros_like(y)
@@ -247,6 +250,7 @@ def fit_field(
     gate: float | None = None,
     max_points: int = 700,
     block: float | None = None,
+    lambdas: tuple[float, ...] = LAMBDAS,
 ) -> FitResult:
     """Fit a displacement field to matches ``src`` (map points) -> ``disp`` (map units).
 
@@ -280,12 +284,16 @@ def fit_field(
         mask[idx] = True
         return FitResult(field, mask, res, loo)
     a = irls_affine(u, disp[idx])
+    bnorm = None if block is None else block / scale
+    lam: float | None = None
     for _ in range(4):
         u = (src[idx] - centre) / scale
         h = np.column_stack([u, np.ones(len(u))])
         r = disp[idx] - h @ a.T
         sub = _subsample(u, max_points)
-        f = fit_tps(u[sub], r[sub], None if block is None else block / scale)
+        if lam is None:  # choose the smoothing once; rejection passes reuse it
+            lam = fit_tps(u[sub], r[sub], bnorm, lambdas).smoothing
+        f = _tps_solve(u[sub], r[sub], lam, want_loo=True)
         loo = np.hypot(*f.loo_residuals.T)
         sigma = 1.4826 * float(np.median(loo)) + 1e-9
         bad = loo > max(3.0 * sigma, threshold)
@@ -297,7 +305,7 @@ def fit_field(
     u = (src[idx] - centre) / scale
     h = np.column_stack([u, np.ones(len(u))])
     r = disp[idx] - h @ a.T
-    f = fit_tps(u, r, None if block is None else block / scale)
+    f = fit_tps(u, r, bnorm, lambdas)
     field = DisplacementField(centre, scale, a, u.copy(), f.weights, f.poly, f.smoothing)
     res = disp[idx] - field(src[idx])
     mask = np.zeros(n, bool)

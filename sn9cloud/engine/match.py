@@ -58,8 +58,8 @@ def _windows(f: np.ndarray, corners: np.ndarray, size: int) -> tuple[np.ndarray,
 
 
 def _box_sums(a: np.ndarray, t: int, nlag: int) -> np.ndarray:
-    """Sums of ``a`` (N, L, L) over every t x t box whose corner is in [0, nlag)^2."""
-    ii = np.zeros((a.shape[0], a.shape[1] + 1, a.shape[2] + 1), dtype=np.float64)
+    """Sums of ``a`` (N, L, L, ...) over every t x t box whose corner is in [0, nlag)^2."""
+    ii = np.zeros((a.shape[0], a.shape[1] + 1, a.shape[2] + 1, *a.shape[3:]), dtype=a.dtype)
     ii[:, 1:, 1:] = a.cumsum(axis=1).cumsum(axis=2)
     return (
         ii[:, t : t + nlag, t : t + nlag]
@@ -99,21 +99,17 @@ def ncc_surfaces(
     if mov_valid is not None:
         vw, _ = _windows(mov_valid[..., None].astype(np.float32), m_int - half - radius, L)
         usable &= vw.reshape(len(vw), -1).mean(axis=1) > 0.75
-    tw = tw.astype(np.float64)
+    tw = tw.astype(np.float32)
     tw -= tw.mean(axis=(1, 2), keepdims=True)
-    tnorm = np.sqrt((tw * tw).sum(axis=(1, 2, 3)))
-    sw = sw.astype(np.float64)
+    tnorm = np.sqrt((tw * tw).sum(axis=(1, 2, 3), dtype=np.float64))
+    sw = sw.astype(np.float32)
     ft = sfft.rfft2(tw, s=(L, L), axes=(1, 2), workers=-1)
     fs = sfft.rfft2(sw, axes=(1, 2), workers=-1)
     corr = sfft.irfft2((fs * np.conj(ft)).sum(axis=3), s=(L, L), axes=(1, 2), workers=-1)
     num = corr[:, :nlag, :nlag]
     n = float(t * t)
-    s1 = np.zeros((len(sw), nlag, nlag))
-    s2 = np.zeros_like(s1)
-    for ch in range(sw.shape[3]):
-        a = sw[..., ch]
-        b1 = _box_sums(a, t, nlag)
-        s1 += _box_sums(a * a, t, nlag) - b1 * b1 / n
+    b1 = _box_sums(sw, t, nlag).astype(np.float64)
+    s1 = _box_sums((sw * sw).sum(axis=3, dtype=np.float64), t, nlag) - (b1 * b1).sum(axis=3) / n
     s2 = np.sqrt(np.maximum(s1, 1e-12))
     ncc = num / (s2 * tnorm[:, None, None] + 1e-9)
     origins = m_int - radius  # lag (0,0) means displacement m_int - radius - c_int

@@ -13,7 +13,7 @@ from affine import Affine
 
 from sn9cloud.engine.coarse import coarse_align, coarse_displacement
 from sn9cloud.engine.features import structure_features, to_intensity
-from sn9cloud.engine.fit import DisplacementField, FitResult, fit_field
+from sn9cloud.engine.fit import LAMBDAS, DisplacementField, FitResult, fit_field
 from sn9cloud.engine.grid import (
     check_crs_pair,
     pixel_centres_to_map,
@@ -151,7 +151,11 @@ def register(
     lv = n_levels - 1
     fo, om, fs, sm = feats[lv]
     maxs = (opt.max_shift_fraction * fo.shape[1], opt.max_shift_fraction * fo.shape[0])
-    coarse = coarse_align(fo, om, fs, sm, maxs, opt.scales)
+    # a scale error moves the image edges by (scale - 1) * side / 2: search scales only
+    # when that exceeds what the first local search radius absorbs
+    edge = max(abs(s_ - 1.0) for s_ in opt.scales) * max(fo.shape[:2]) / 2.0
+    scales = opt.scales if edge > 4.0 else (1.0,)
+    coarse = coarse_align(fo, om, fs, sm, maxs, scales)
     timings["coarse"] = time.perf_counter() - t2
     coarse_info = {
         "shift_px": (coarse.shift * 2**lv).round(2).tolist(),
@@ -197,7 +201,8 @@ def register(
             disp_map = pixel_centres_to_map(wgrid.transform, dst_w) - src_map
             model = opt.model if k == 0 else "nonrigid"
             fit = fit_field(src_map, disp_map, model, threshold=1.5 * scale * px,
-                            gate=3.0 * scale * px, block=4.0 * opt.half * scale * px)
+                            gate=3.0 * scale * px, block=4.0 * opt.half * scale * px,
+                            lambdas=LAMBDAS if k == 0 else (1e-2,))
             fld = fit.field
             info["inliers"] = int(fit.inliers.sum())
             last = (fwd, consistent)
