@@ -26,7 +26,7 @@ demo: $(STAMP)
 	$(VENV)/bin/python -m sn9cloud.demo_check $(SAMPLE) $(DEMO_OUT)/offsets.tif
 
 test: $(STAMP)
-	$(VENV)/bin/ruff check sn9cloud tests benchmarks
+	$(VENV)/bin/ruff check sn9cloud tests benchmarks catalogs
 	$(VENV)/bin/pytest -q
 
 bench: $(STAMP)

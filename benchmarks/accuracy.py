@@ -106,7 +106,7 @@ def peer_phasecorr(opt: GeoImage, sar: GeoImage) -> DisplacementField:
         a = cv2.GaussianBlur(a.astype(np.float32), (0, 0), 1.0)
         return cv2.magnitude(cv2.Sobel(a, cv2.CV_32F, 1, 0), cv2.Sobel(a, cv2.CV_32F, 0, 1))
     win = cv2.createHanningWindow(o.shape[::-1], cv2.CV_32F)
-    (dx, dy), resp = cv2.phaseCorrelate(grad(o), grad(s), win)
+    (dx, dy), _resp = cv2.phaseCorrelate(grad(o), grad(s), win)
     return _affine_field(opt, np.array([[1.0, 0, dx], [0, 1.0, dy]]))
 
 
@@ -148,7 +148,7 @@ def peer_lightglue() -> Callable | None:
             raise UnreliableRegistrationError("LightGlue: too few matches")
         p1 = f0["keypoints"][0].numpy()[m[:, 0]]
         p2 = f1["keypoints"][0].numpy()[m[:, 1]]
-        a, inl = cv2.estimateAffine2D(p1, p2, method=cv2.RANSAC, ransacReprojThreshold=3.0)
+        a, _inl = cv2.estimateAffine2D(p1, p2, method=cv2.RANSAC, ransacReprojThreshold=3.0)
         if a is None:
             raise UnreliableRegistrationError("LightGlue: RANSAC found no model")
         return _affine_field(opt, a)
@@ -227,7 +227,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _summary(rows: list[dict], methods: list[str]) -> None:
-    groups = sorted({r["group"] for r in rows}, key=["city", "desert", "water", "bigearthnet"].index)
+    order = ["city", "desert", "water", "bigearthnet"]
+    groups = sorted({r["group"] for r in rows}, key=order.index)
     print()
     print(f"{'group':12s} {'method':18s} {'pairs':>5s} {'registered':>10s} {'mean px':>8s} "
           f"{'max px':>7s} {'declined':>8s} {'wrong>5px':>9s} {'s/pair':>7s}")

@@ -96,7 +96,9 @@ def _invert(d: Distortion, mx: np.ndarray, my: np.ndarray, iters: int = 30) -> t
     return px, py
 
 
-def distort_sar(sar: np.ndarray, d: Distortion, nodata: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+def distort_sar(
+    sar: np.ndarray, d: Distortion, nodata: float = 0.0
+) -> tuple[np.ndarray, np.ndarray]:
     """Resample a SAR image co-registered with the optical (same pixel grid) so that, on
     the pixel grid given by ``d.sar_pixel_affine()``, it carries the distortion. Returns
     (pixels, valid mask)."""

@@ -93,7 +93,7 @@ def test_bad_tiepoints_are_refused(tmp_path: Path, text: str, problem: str) -> N
 
 
 def test_points_outside_the_optical_image_are_refused(scenes: dict, tmp_path: Path) -> None:
-    s, d = scenes["02_tiepoints_train_01"]
+    _, d = scenes["02_tiepoints_train_01"]
     p = tmp_path / "tp.csv"
     p.write_text("sar_row,sar_col,optical_row,optical_col\n10,10,99999,5\n")
     res = CliRunner().invoke(main, ["score", str(d / "zeros.tif"), "--tiepoints", str(p),

@@ -40,7 +40,7 @@ def grid_points(width: int, height: int, step: int, border: int) -> np.ndarray:
 def _windows(f: np.ndarray, corners: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
     """Cut (N, size, size, C) windows with upper-left corners ``corners`` (ints); the part
     outside ``f`` is zero. Returns the windows and the fraction of each inside ``f``."""
-    h, w, c = f.shape
+    h, w, _ = f.shape
     pad = size
     fp = np.pad(f, ((pad, pad), (pad, pad), (0, 0)))
     cx = np.clip(corners[:, 0] + pad, 0, w + pad).astype(np.intp)

@@ -42,6 +42,7 @@ class RegistrationOptions:
     consistency_px: float = 1.5  # forward/backward agreement, level px
     min_inliers: int = 12
     min_inlier_fraction: float = 0.2
+    min_point_fraction: float = 0.1  # inliers per lattice point of the finest level
     max_estimated_error_px: float = 3.0  # working px, LOO mean
 
 
@@ -240,13 +241,15 @@ def register(
     report.estimated_error_px = float(np.mean(loo_px))
     report.estimated_error_m = float(np.mean(loo_px) * px)
     frac = n_inl / max(int(fwd.valid.sum()), 1)
+    n_points = level_info[-1]["points"]
     if (
-        n_inl < opt.min_inliers
+        n_inl < max(opt.min_inliers, opt.min_point_fraction * n_points)
         or frac < opt.min_inlier_fraction
         or report.estimated_error_px > opt.max_estimated_error_px
     ):
         raise UnreliableRegistrationError(
-            f"only {n_inl} consistent inlier matches ({frac:.0%} of {report.matches}), "
+            f"only {n_inl} consistent inlier matches ({frac:.0%} of {report.matches} matches, "
+            f"{n_points} points), "
             f"estimated error {report.estimated_error_px:.1f} px: the pair cannot be "
             "registered reliably"
         )
