@@ -248,7 +248,7 @@ def fit_field(
     model: str,
     threshold: float,
     gate: float | None = None,
-    max_points: int = 700,
+    max_points: int = 500,
     block: float | None = None,
     lambdas: tuple[float, ...] = LAMBDAS,
 ) -> FitResult:

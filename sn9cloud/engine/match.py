@@ -12,6 +12,9 @@ import numpy as np
 import scipy.fft as sfft
 
 
+CHUNK = 256
+
+
 @dataclass(frozen=True)
 class LocalMatches:
     """Matches in working-grid pixel coordinates (x, y): src[i] in the reference image
@@ -144,7 +147,16 @@ def match_points(
     min_energy: float = 0.05,
 ) -> LocalMatches:
     """Find, for each centre in ``ref``, the sub-pixel position in ``mov`` with the highest
-    feature NCC within ``radius`` of ``centre + predicted``."""
+    feature NCC within ``radius`` of ``centre + predicted``. Batches of ``CHUNK`` points
+    bound the memory of the FFT stacks."""
+    if len(centres) > CHUNK:
+        parts = [
+            match_points(ref, mov, centres[i : i + CHUNK], predicted[i : i + CHUNK], half,
+                         radius, ref_valid, mov_valid, min_energy)
+            for i in range(0, len(centres), CHUNK)
+        ]
+        return LocalMatches(*(np.concatenate([getattr(p, f) for p in parts])
+                              for f in ("src", "dst", "ncc", "margin", "valid")))
     if len(centres) == 0:
         z = np.zeros((0, 2))
         e = np.zeros(0)

@@ -36,6 +36,7 @@ class RegistrationOptions:
     scales: tuple[float, ...] = (0.97, 0.985, 1.0, 1.015, 1.03)
     half: int = 24  # template half-size, working px
     step: int = 12  # lattice step of match points, working px
+    max_points: int = 1200  # per pyramid level: the step grows on large grids
     min_level_size: int = 112  # a pyramid level's shorter side, px
     min_ncc: float = 0.10
     min_margin: float = 0.02
@@ -185,7 +186,8 @@ def register(
         fo, om, fs, sm = feats[k]
         scale = 2**k
         radius = 8 if fld is None else 4
-        pts = grid_points(fo.shape[1], fo.shape[0], opt.step, opt.half + 2)
+        step = max(opt.step, int(np.ceil(np.sqrt(fo.shape[0] * fo.shape[1] / opt.max_points))))
+        pts = grid_points(fo.shape[1], fo.shape[0], step, opt.half + 2)
         pred = predict_px(pts * scale + (scale - 1) / 2.0, fld) / scale
         fwd = match_points(fo, fs, pts, pred, opt.half, radius, om, sm)
         ok = fwd.valid & (fwd.ncc >= opt.min_ncc) & (fwd.margin >= opt.min_margin)
