@@ -11,7 +11,6 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.fft as sfft
 
-
 CHUNK = 256
 
 
