@@ -24,7 +24,6 @@ from sn9cloud.engine.match import LocalMatches, grid_points, match_points
 from sn9cloud.engine.types import GeoImage, Grid
 from sn9cloud.errors import InputError, NoOverlapError, UnreliableRegistrationError
 
-_DEBUG = False
 MODELS = ("nonrigid", "affine")
 
 
@@ -210,9 +209,6 @@ def register(
             info["inliers"] = int(fit.inliers.sum())
             last = (fwd, consistent)
             last_maps = (src_map, disp_map)
-            if _DEBUG:
-                print(k, "median disp", np.median(disp_map, axis=0), len(disp_map),
-                      "spread", np.median(np.hypot(*(disp_map - np.median(disp_map, 0)).T)))
         level_info.append(info)
     timings["match_fit"] = time.perf_counter() - t3
 
