@@ -16,7 +16,7 @@ from sn9cloud.engine.offsets import offset_window
 from sn9cloud.engine.types import GeoImage
 from sn9cloud.errors import OutputError
 from sn9cloud.io.cog import check_writable, write_offsets_cog
-from sn9cloud.io.raster import open_grid, read_image
+from sn9cloud.io.raster import read_image
 
 
 def register_images(
@@ -39,11 +39,9 @@ def register_files(
     check_writable(output)
     if report_path:
         _check_report_path(report_path)
-    opt_grid = open_grid(optical, "optical")
-    sar_grid = open_grid(sar, "SAR")
     read = 2 * max_working_size
-    o_img = read_image(optical, "optical", max_size=read)
-    s_img = read_image(sar, "SAR", max_size=read)
+    o_img, opt_grid = read_image(optical, "optical", max_size=read)
+    s_img, sar_grid = read_image(sar, "SAR", max_size=read)
     t_read = time.perf_counter() - t0
     result = register_images(o_img, s_img, model, max_working_size)
     t1 = time.perf_counter()

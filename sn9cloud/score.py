@@ -14,14 +14,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-import rasterio
 from rasterio.windows import Window
 
-from sn9cloud.engine.grid import reproject_points
+from sn9cloud.engine.grid import apply_affine, reproject_points
 from sn9cloud.engine.types import Grid
 from sn9cloud.errors import InputError
-from sn9cloud.io.raster import open_grid
-from sn9cloud.io.s3 import gdal_env
+from sn9cloud.io.raster import open_grid, open_raster
 
 COLUMNS = ("sar_row", "sar_col", "optical_row", "optical_col")
 
@@ -67,16 +65,10 @@ def read_tiepoints(path: str | Path, allow_duplicates: bool = False) -> np.ndarr
 
 def reference_offsets(tp: np.ndarray, optical: Grid, sar: Grid) -> np.ndarray:
     """(N, 2) reference (dx, dy) in optical pixels, rounded to whole pixels."""
-    so, ss = optical.transform, sar.transform
-    sr, sc, orow, ocol = (tp[:, i].astype(np.float64) for i in range(4))
-    xs = ss.c + sc * ss.a + sr * ss.b
-    ys = ss.f + sc * ss.d + sr * ss.e
-    sar_xy = reproject_points(np.column_stack([xs, ys]), sar.crs, optical.crs)
-    xo = so.c + ocol * so.a + orow * so.b
-    yo = so.f + ocol * so.d + orow * so.e
-    dx = (sar_xy[:, 0] - xo) / so.a
-    dy = (sar_xy[:, 1] - yo) / so.e
-    return np.round(np.column_stack([dx, dy]))
+    t = tp.astype(np.float64)
+    sar_xy = reproject_points(apply_affine(sar.transform, t[:, [1, 0]]), sar.crs, optical.crs)
+    d = sar_xy - apply_affine(optical.transform, t[:, [3, 2]])
+    return np.round(d / [optical.transform.a, optical.transform.e])
 
 
 def score_offsets(offsets: str, tiepoints: str, optical: str, sar: str) -> Score:
@@ -88,14 +80,13 @@ def score_offsets(offsets: str, tiepoints: str, optical: str, sar: str) -> Score
     if (rows < 0).any() or (cols < 0).any() or (rows >= og.height).any() \
             or (cols >= og.width).any():
         raise InputError(f"tie-points {tiepoints}: optical points outside the optical image")
-    grid = open_grid(offsets, "offsets")
-    if (grid.width, grid.height) != (og.width, og.height):
-        raise InputError(
-            f"offsets {offsets}: {grid.width}x{grid.height} px, but the optical image is "
-            f"{og.width}x{og.height}"
-        )
     pred = np.empty((len(tp), 2))
-    with rasterio.Env(**gdal_env()), rasterio.open(offsets) as ds:
+    with open_raster(offsets, "offsets") as ds:
+        if (ds.width, ds.height) != (og.width, og.height):
+            raise InputError(
+                f"offsets {offsets}: {ds.width}x{ds.height} px, but the optical image is "
+                f"{og.width}x{og.height}"
+            )
         if ds.count < 2:
             raise InputError(f"offsets {offsets}: needs 2 bands (dx, dy), has {ds.count}")
         for i, (r, c) in enumerate(zip(rows, cols, strict=True)):

@@ -95,7 +95,7 @@ def _frame(pts: np.ndarray) -> tuple[np.ndarray, float]:
 
 
 def fit_affine(
-    src: np.ndarray, disp: np.ndarray, threshold: float, weights: np.ndarray | None = None
+    src: np.ndarray, disp: np.ndarray, threshold: float
 ) -> tuple[np.ndarray, np.ndarray]:
     """Robust affine displacement (MAGSAC++) in the normalised frame of ``src``.
 
@@ -299,7 +299,7 @@ def fit_field(
         bad = loo > max(3.0 * sigma, threshold)
         if not bad.any() or len(idx) - bad.sum() < 8:
             break
-        idx = idx[sub][~bad] if len(sub) == len(idx) else np.delete(idx, sub[bad])
+        idx = np.delete(idx, sub[bad])
     sub = _subsample((src[idx] - centre) / scale, max_points)
     idx = idx[sub]
     u = (src[idx] - centre) / scale

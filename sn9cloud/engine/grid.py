@@ -77,19 +77,25 @@ def resample_to(image: GeoImage, grid: Grid, is_sar: bool) -> tuple[np.ndarray, 
     return out, np.isfinite(out)
 
 
+def apply_affine(t: Affine, xy: np.ndarray) -> np.ndarray:
+    """``t`` applied to (N, 2) points, vectorised."""
+    return np.stack([t.a * xy[:, 0] + t.b * xy[:, 1] + t.c,
+                     t.d * xy[:, 0] + t.e * xy[:, 1] + t.f], axis=1)
+
+
+def linear_inverse(t: Affine) -> np.ndarray:
+    """(2, 2) inverse of ``t``'s linear part: map-unit vectors to pixel-unit vectors."""
+    inv = ~Affine(t.a, t.b, 0.0, t.d, t.e, 0.0)
+    return np.array([[inv.a, inv.b], [inv.d, inv.e]])
+
+
 def pixel_centres_to_map(transform: Affine, xy: np.ndarray) -> np.ndarray:
     """Map coordinates of pixel-index positions (index i is the centre of pixel i)."""
-    x = xy[:, 0] + 0.5
-    y = xy[:, 1] + 0.5
-    t = transform
-    return np.stack([t.a * x + t.b * y + t.c, t.d * x + t.e * y + t.f], axis=1)
+    return apply_affine(transform, xy + 0.5)
 
 
 def map_to_pixel_centres(transform: Affine, pts: np.ndarray) -> np.ndarray:
-    inv = ~transform
-    x = inv.a * pts[:, 0] + inv.b * pts[:, 1] + inv.c
-    y = inv.d * pts[:, 0] + inv.e * pts[:, 1] + inv.f
-    return np.stack([x - 0.5, y - 0.5], axis=1)
+    return apply_affine(~transform, pts) - 0.5
 
 
 def reproject_points(pts: np.ndarray, src: CRS | None, dst: CRS | None) -> np.ndarray:
@@ -110,19 +116,6 @@ def sn9_offsets(
     """
     q_sar = reproject_points(sar_map_in_optical_crs, optical.crs, sar.crs)
     s_idx = map_to_pixel_centres(sar.transform, q_sar)
-    t = sar.transform
-    corner = np.stack(
-        [t.a * s_idx[:, 0] + t.b * s_idx[:, 1] + t.c, t.d * s_idx[:, 0] + t.e * s_idx[:, 1] + t.f],
-        axis=1,
-    )
-    corner = reproject_points(corner, sar.crs, optical.crs)
-    o = optical.transform
-    opt_corner = np.stack(
-        [o.a * opt_pix[:, 0] + o.b * opt_pix[:, 1] + o.c,
-         o.d * opt_pix[:, 0] + o.e * opt_pix[:, 1] + o.f],
-        axis=1,
-    )
-    lin = Affine(o.a, o.b, 0.0, o.d, o.e, 0.0)
-    inv = ~lin
-    d = corner - opt_corner
-    return np.stack([inv.a * d[:, 0] + inv.b * d[:, 1], inv.d * d[:, 0] + inv.e * d[:, 1]], axis=1)
+    corner = reproject_points(apply_affine(sar.transform, s_idx), sar.crs, optical.crs)
+    d = corner - apply_affine(optical.transform, opt_pix)
+    return d @ linear_inverse(optical.transform).T

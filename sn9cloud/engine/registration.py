@@ -9,13 +9,13 @@ from dataclasses import asdict, dataclass, field
 
 import cv2
 import numpy as np
-from affine import Affine
 
 from sn9cloud.engine.coarse import coarse_align, coarse_displacement
 from sn9cloud.engine.features import structure_features, to_intensity
 from sn9cloud.engine.fit import LAMBDAS, DisplacementField, FitResult, fit_field
 from sn9cloud.engine.grid import (
     check_crs_pair,
+    linear_inverse,
     pixel_centres_to_map,
     resample_to,
     working_factor,
@@ -99,11 +99,6 @@ def _pyramid(a: np.ndarray, m: np.ndarray, levels: int) -> list[tuple[np.ndarray
     return out
 
 
-def _lin_inv(t: Affine) -> np.ndarray:
-    inv = ~Affine(t.a, t.b, 0.0, t.d, t.e, 0.0)
-    return np.array([[inv.a, inv.b], [inv.d, inv.e]])
-
-
 def register(
     optical: GeoImage, sar: GeoImage, options: RegistrationOptions | None = None
 ) -> RegistrationResult:
@@ -165,7 +160,7 @@ def register(
         "peak_margin": round(coarse.margin, 4),
     }
 
-    lin_inv = _lin_inv(wgrid.transform)
+    lin_inv = linear_inverse(wgrid.transform)
     px_w, px_h = wgrid.pixel_size
     px = 0.5 * (px_w + px_h)
 

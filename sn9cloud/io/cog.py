@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import numpy as np
 import rasterio
@@ -18,6 +18,7 @@ from rasterio.windows import Window
 from rio_cogeo.cogeo import cog_translate
 from rio_cogeo.profiles import cog_profiles
 
+from sn9cloud.engine.offsets import windows
 from sn9cloud.engine.types import Grid
 from sn9cloud.errors import OutputError
 from sn9cloud.io.s3 import client, is_s3, split_s3
@@ -62,7 +63,7 @@ def write_offsets_cog(
             "compress": "deflate", "predictor": 3, "BIGTIFF": "IF_SAFER",
         }
         with rasterio.open(raw, "w", **profile) as dst:
-            for r, c, h, w in _windows(grid):
+            for r, c, h, w in windows(grid, BLOCK):
                 block = window_fn((r, c, h, w))
                 if not np.all(np.isfinite(block)):
                     raise OutputError(f"output {path}: non-finite offsets in window {r},{c}")
@@ -89,8 +90,3 @@ def write_offsets_cog(
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
 
-
-def _windows(grid: Grid) -> Iterator[tuple[int, int, int, int]]:
-    for r in range(0, grid.height, BLOCK):
-        for c in range(0, grid.width, BLOCK):
-            yield r, c, min(BLOCK, grid.height - r), min(BLOCK, grid.width - c)
