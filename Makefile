@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
-SAMPLE := catalogs/sample-pair
+SAMPLE := catalogs/sample
 DEMO_OUT := demo-output
 
 .PHONY: venv demo test lint bench clean
@@ -19,11 +19,11 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# Registers every pair of the bundled sample catalog and publishes the results as a static
+# STAC catalog under demo-output/ (a second run skips what is already published).
 demo: $(STAMP)
-	mkdir -p $(DEMO_OUT)
-	$(VENV)/bin/sn9cloud register $(SAMPLE)/optical.tif $(SAMPLE)/sar.tif \
-		-o $(DEMO_OUT)/offsets.tif --report $(DEMO_OUT)/report.json
-	$(VENV)/bin/python -m sn9cloud.demo_check $(SAMPLE) $(DEMO_OUT)/offsets.tif
+	$(VENV)/bin/sn9cloud run $(SAMPLE)/catalog.json --out $(DEMO_OUT)
+	$(VENV)/bin/python -m sn9cloud.demo_check $(SAMPLE) $(DEMO_OUT)
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check sn9cloud tests benchmarks catalogs

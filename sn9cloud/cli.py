@@ -65,5 +65,84 @@ def score(offsets: str, tiepoints: str, optical: str, sar: str) -> None:
     click.echo(json.dumps(s.to_dict()))
 
 
+def _bbox(value: str | None) -> tuple[float, float, float, float] | None:
+    if not value:
+        return None
+    try:
+        a = tuple(float(v) for v in value.split(","))
+    except ValueError:
+        a = ()
+    if len(a) != 4:
+        raise click.BadParameter(f"{value!r}: want minx,miny,maxx,maxy")
+    return a  # type: ignore[return-value]
+
+
+@main.command()
+@click.argument("catalog")
+@click.option("--out", "output", required=True,
+              help="Where to publish: a local folder or s3://bucket/prefix.")
+@click.option("--collection", "collections", multiple=True,
+              help="Only input items of this collection (repeatable).")
+@click.option("--bbox", default=None, help="Only input items intersecting minx,miny,maxx,maxy.")
+@click.option("--datetime", "dt", default=None, help="Only input items in this time range "
+              "(RFC 3339 instant or start/end, '..' open).")
+@click.option("--pair", "pairs", nargs=2, multiple=True, metavar="OPTICAL_ID SAR_ID",
+              help="Register these items (repeatable) instead of pairing by footprint.")
+@click.option("--sar-collection", "sar_collections", multiple=True,
+              help="Treat items of this collection as SAR (besides sar:* fields).")
+@click.option("--min-overlap", type=float, default=0.3, show_default=True,
+              help="Pair only footprints overlapping by this fraction of the smaller one.")
+@click.option("--max-days", type=float, default=None,
+              help="Pair only acquisitions at most this many days apart.")
+@click.option("--results-collection", default="sn9cloud-offsets", show_default=True)
+@click.option("--model", type=click.Choice(["nonrigid", "affine"]), default="nonrigid",
+              show_default=True)
+@click.option("--max-working-size", type=int, default=1024, show_default=True)
+@click.option("--force", is_flag=True, help="Republish pairs already published.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON (last line).")
+def run(catalog: str, output: str, collections: tuple[str, ...], bbox: str | None,
+        dt: str | None, pairs: tuple[tuple[str, str], ...], sar_collections: tuple[str, ...],
+        min_overlap: float, max_days: float | None, results_collection: str, model: str,
+        max_working_size: int, force: bool, as_json: bool) -> None:
+    """Register every optical/SAR pair of CATALOG (static catalog or STAC API) and publish
+    an offset-map COG and a STAC item per pair under --out."""
+    from sn9cloud.pipeline import PairOutcome, RunOptions, run_catalog
+    from sn9cloud.stac.catalog import Search
+    from sn9cloud.stac.pairing import PairingOptions
+
+    options = RunOptions(
+        output=output, results_collection=results_collection, model=model,
+        max_working_size=max_working_size, force=force,
+        pairing=PairingOptions(min_overlap=min_overlap, max_days=max_days,
+                               sar_collections=sar_collections),
+    )
+    search = Search(collections=collections, bbox=_bbox(bbox), datetime=dt)
+
+    def progress(i: int, n: int, o: PairOutcome) -> None:
+        detail = (f"error: {o.error}" if o.status == "failed" else
+                  f"{o.item_id}" + (f", est. {o.estimated_error_m:.2f} m"
+                                    if o.estimated_error_m is not None else ""))
+        click.echo(f"[{i}/{n}] {o.status:9s} {o.name} ({o.seconds:.1f} s) {detail}", err=True)
+
+    try:
+        summary = run_catalog(catalog, options, search, explicit=pairs, progress=progress)
+    except Sn9Error as e:
+        _fail(e)
+    click.echo(f"\n{'pair':48s} {'status':9s} {'est. m':>7s} {'inliers':>7s} {'s':>6s}")
+    for o in summary.outcomes:
+        est = f"{o.estimated_error_m:7.2f}" if o.estimated_error_m is not None else f"{'-':>7s}"
+        inl = f"{o.inliers:7d}" if o.inliers is not None else f"{'-':>7s}"
+        click.echo(f"{o.name[:48]:48s} {o.status:9s} {est} {inl} {o.seconds:6.1f}")
+    c = summary.counts()
+    click.echo(f"{c['published']} published, {c['skipped']} skipped (already published), "
+               f"{c['failed']} failed; catalog: {output.rstrip('/')}/catalog.json")
+    for o in summary.failed:
+        click.echo(f"sn9cloud: error: {o.name}: {o.error}", err=True)
+    if as_json:
+        click.echo(json.dumps({"counts": c, "outcomes": [o.to_dict() for o in summary.outcomes]}))
+    if summary.failed:
+        sys.exit(2)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -1,6 +1,7 @@
-"""Score an offset map of the bundled sample pair against its exact known truth.
+"""Score the offset maps that `sn9cloud run` published for the sample catalog against its
+exact known tie-points, with the SpaceNet 9 metric.
 
-    python -m sn9cloud.demo_check catalogs/sample-pair demo-output/offsets.tif
+    python -m sn9cloud.demo_check catalogs/sample demo-output
 """
 
 from __future__ import annotations
@@ -10,28 +11,45 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import rasterio
 
-from sn9cloud.distortion import Distortion, truth_offsets
+from sn9cloud.io.raster import open_grid
+from sn9cloud.score import read_tiepoints, reference_offsets, score_offsets
 
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 2:
-        print("usage: python -m sn9cloud.demo_check SAMPLE_DIR OFFSETS.tif", file=sys.stderr)
+        print("usage: python -m sn9cloud.demo_check SAMPLE_CATALOG_DIR OUTPUT_DIR",
+              file=sys.stderr)
         return 2
-    sample, offsets = Path(args[0]), args[1]
-    d = Distortion.from_dict(json.loads((sample / "truth.json").read_text())
-                             ["distortion_optical_px"])
-    with rasterio.open(offsets) as ds:
-        off = ds.read().astype(np.float64)
-    truth, inside = truth_offsets(d, off.shape[2], off.shape[1])
-    err = np.hypot(*(off - truth)[:, inside])
-    print(f"offset map: {offsets} ({off.shape[2]}x{off.shape[1]} px, 2 bands dx, dy)")
-    print(f"accuracy against the known truth over the overlap ({inside.mean():.0%} of pixels): "
-          f"mean {err.mean():.2f} px, 90th percentile {np.percentile(err, 90):.2f} px, "
-          f"max {err.max():.2f} px")
-    print(f"georeferencing alone would be off by {np.hypot(*truth[:, inside]).mean():.2f} px")
+    sample, output = Path(args[0]), Path(args[1])
+    truth = json.loads((sample / "truth" / "truth.json").read_text())
+    items = sorted(output.glob("*/*/sn9-offsets-*.json"))
+    if not items:
+        print(f"no result items under {output}", file=sys.stderr)
+        return 2
+    print(f"\n{'result item':30s} {'SAR item':15s} {'n':>5s} {'mean px':>8s} {'mean m':>7s} "
+          f"{'score':>7s} {'georef-only px':>15s}")
+    means = []
+    for path in items:
+        item = json.loads(path.read_text())
+        sar_id = item["properties"]["sn9cloud:sar_id"]
+        t = truth[sar_id]
+        opt = sample / "sample-optical" / t["optical_id"] / "visual.tif"
+        sar = sample / "sample-sar" / sar_id / "vv.tif"
+        tp_path = sample / "truth" / t["tiepoints"]
+        cog = path.parent / item["assets"]["offsets"]["href"]
+        s = score_offsets(str(cog), str(tp_path), str(opt), str(sar))
+        ref = reference_offsets(read_tiepoints(tp_path), open_grid(str(opt), "optical"),
+                                open_grid(str(sar), "SAR"))
+        georef = float(np.hypot(*ref.T).mean())
+        means.append(s.mean_px)
+        print(f"{item['id']:30s} {sar_id:15s} {s.n:5d} {s.mean_px:8.2f} {s.mean_m:7.2f} "
+              f"{s.score:7.2f} {georef:15.2f}")
+    print(f"mean over {len(means)} pairs: {np.mean(means):.2f} px "
+          "(SpaceNet 9 metric against the known tie-points)")
+    print(f"\nbrowse the results: {output}/catalog.json (a static STAC catalog; open it in "
+          "STAC Browser, or load it into the STAC API with `sn9cloud ingest`)")
     return 0
 
 

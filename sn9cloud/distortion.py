@@ -134,3 +134,22 @@ def truth_offsets(d: Distortion, width: int, height: int) -> tuple[np.ndarray, n
     sy = a.e * (yy + uy + 0.5) + a.f - 0.5
     inside = (sx >= 0) & (sx <= width - 1) & (sy >= 0) & (sy <= height - 1)
     return off, inside
+
+
+def truth_tiepoints(
+    d: Distortion, width: int, height: int, sar_factor: float = 1.0, step: int = 4
+) -> np.ndarray:
+    """(N, 4) int tie-points ``sar_row, sar_col, optical_row, optical_col`` (SpaceNet 9
+    CSV order) of the distortion on a lattice of optical pixels, for a distorted SAR image
+    resampled by ``sar_factor`` (SAR pixels per distorted-grid pixel)."""
+    yy, xx = np.mgrid[step // 2:height:step, step // 2:width:step].astype(np.float64)
+    ux, uy = d.displacement(xx, yy)
+    a = ~d.sar_pixel_affine()
+    sx = a.a * (xx + ux + 0.5) + a.c  # distorted-grid pixel coordinates (corner origin)
+    sy = a.e * (yy + uy + 0.5) + a.f
+    sx, sy = sx * sar_factor - 0.5, sy * sar_factor - 0.5  # resampled, centre indices
+    w2, h2 = round(width * sar_factor), round(height * sar_factor)
+    inside = (sx >= 0) & (sx <= w2 - 1) & (sy >= 0) & (sy <= h2 - 1)
+    tp = np.column_stack([np.round(sy[inside]), np.round(sx[inside]),
+                          yy[inside], xx[inside]]).astype(np.int64)
+    return tp

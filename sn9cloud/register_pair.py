@@ -9,11 +9,14 @@ from __future__ import annotations
 import json
 import os
 import time
+from dataclasses import dataclass
+
+import numpy as np
 
 from sn9cloud import ALGORITHM_VERSION, __version__
 from sn9cloud.engine import RegistrationOptions, RegistrationResult, register
 from sn9cloud.engine.offsets import offset_window
-from sn9cloud.engine.types import GeoImage
+from sn9cloud.engine.types import GeoImage, Grid
 from sn9cloud.errors import OutputError
 from sn9cloud.io.cog import check_writable, write_offsets_cog
 from sn9cloud.io.raster import read_image
@@ -24,6 +27,40 @@ def register_images(
 ) -> RegistrationResult:
     return register(optical, sar, RegistrationOptions(model=model,
                                                       max_working_size=max_working_size))
+
+
+@dataclass
+class RegisteredPair:
+    result: RegistrationResult
+    optical_grid: Grid  # full-resolution grids of the inputs
+    sar_grid: Grid
+    report: dict  # the engine's report plus read time and inputs
+
+    def offsets(self, window: tuple[int, int, int, int]) -> np.ndarray:
+        return offset_window(self.result.field, self.optical_grid, self.sar_grid, window)
+
+
+def register_hrefs(
+    optical: str, sar: str, model: str = "nonrigid", max_working_size: int = 1024
+) -> RegisteredPair:
+    """Read both rasters (decimated on read: overviews of a COG, never the whole scene)
+    and register them."""
+    t0 = time.perf_counter()
+    read = 2 * max_working_size
+    o_img, opt_grid = read_image(optical, "optical", max_size=read)
+    s_img, sar_grid = read_image(sar, "SAR", max_size=read)
+    t_read = time.perf_counter() - t0
+    result = register_images(o_img, s_img, model, max_working_size)
+    report = result.report.to_dict()
+    report["timings_s"]["read"] = round(t_read, 4)
+    report.update({"optical": optical, "sar": sar, "algorithm_version": ALGORITHM_VERSION,
+                   "field": result.field.to_dict()})
+    return RegisteredPair(result, opt_grid, sar_grid, report)
+
+
+def cog_tags(model: str) -> dict[str, str]:
+    return {"sn9cloud_version": __version__, "algorithm": ALGORITHM_VERSION, "model": model,
+            "convention": "SpaceNet 9: band 1 dx, band 2 dy, optical px"}
 
 
 def register_files(
@@ -39,24 +76,13 @@ def register_files(
     check_writable(output)
     if report_path:
         _check_report_path(report_path)
-    read = 2 * max_working_size
-    o_img, opt_grid = read_image(optical, "optical", max_size=read)
-    s_img, sar_grid = read_image(sar, "SAR", max_size=read)
-    t_read = time.perf_counter() - t0
-    result = register_images(o_img, s_img, model, max_working_size)
+    pair = register_hrefs(optical, sar, model, max_working_size)
     t1 = time.perf_counter()
-    write_offsets_cog(
-        output, opt_grid,
-        lambda w: offset_window(result.field, opt_grid, sar_grid, w),
-        tags={"sn9cloud_version": __version__, "algorithm": ALGORITHM_VERSION,
-              "model": model, "convention": "SpaceNet 9: band 1 dx, band 2 dy, optical px"},
-    )
-    report = result.report.to_dict()
-    report["timings_s"]["read"] = round(t_read, 4)
+    write_offsets_cog(output, pair.optical_grid, pair.offsets, tags=cog_tags(model))
+    report = pair.report
     report["timings_s"]["write"] = round(time.perf_counter() - t1, 4)
     report["timings_s"]["total_with_io"] = round(time.perf_counter() - t0, 4)
-    report.update({"optical": optical, "sar": sar, "output": output,
-                   "algorithm_version": ALGORITHM_VERSION, "field": result.field.to_dict()})
+    report["output"] = output
     if report_path:
         tmp = f"{report_path}.tmp-{os.getpid()}"
         with open(tmp, "w") as f:

@@ -42,51 +42,65 @@ def check_writable(path: str) -> None:
         raise OutputError(f"output {path}: directory {d} is not writable")
 
 
+def build_offsets_cog(
+    workdir: str,
+    grid: Grid,
+    window_fn: Callable[[tuple[int, int, int, int]], np.ndarray],
+    tags: dict[str, str] | None = None,
+) -> str:
+    """Build a 2-band float32 COG (dx, dy) on ``grid`` in ``workdir``; return its path.
+
+    ``window_fn`` gives the (2, h, w) offsets of one window: memory stays one window.
+    """
+    raw = os.path.join(workdir, "raw.tif")
+    cog = os.path.join(workdir, "offsets.tif")
+    profile = {
+        "driver": "GTiff", "width": grid.width, "height": grid.height, "count": 2,
+        "dtype": "float32", "crs": grid.crs, "transform": grid.transform,
+        "tiled": True, "blockxsize": BLOCK, "blockysize": BLOCK,
+        "compress": "deflate", "predictor": 3, "BIGTIFF": "IF_SAFER",
+    }
+    with rasterio.open(raw, "w", **profile) as dst:
+        for r, c, h, w in windows(grid, BLOCK):
+            block = window_fn((r, c, h, w))
+            if not np.all(np.isfinite(block)):
+                raise OutputError(f"non-finite offsets in window {r},{c}")
+            dst.write(block.astype(np.float32), window=Window(c, r, w, h))
+        dst.set_band_description(1, "dx")
+        dst.set_band_description(2, "dy")
+        dst.update_tags(**(tags or {}))
+        dst.update_tags(1, units="pixel", role="dx")
+        dst.update_tags(2, units="pixel", role="dy")
+    out_profile = cog_profiles.get("deflate")
+    out_profile.update({"predictor": 3, "blockxsize": BLOCK, "blockysize": BLOCK})
+    cog_translate(raw, cog, out_profile, in_memory=False, quiet=True,
+                  overview_resampling="average", use_cog_driver=False,
+                  config={"GDAL_NUM_THREADS": "ALL_CPUS"})
+    os.unlink(raw)
+    return cog
+
+
 def write_offsets_cog(
     path: str,
     grid: Grid,
     window_fn: Callable[[tuple[int, int, int, int]], np.ndarray],
     tags: dict[str, str] | None = None,
 ) -> None:
-    """Write a 2-band float32 COG (dx, dy) on ``grid``; ``window_fn`` gives (2, h, w)."""
+    """Write the offset COG to ``path`` (local or s3://) atomically."""
     check_writable(path)
     tmpdir = tempfile.mkdtemp(
         prefix=".sn9cloud-", dir=None if is_s3(path) else os.path.dirname(os.path.abspath(path))
     )
     try:
-        raw = os.path.join(tmpdir, "raw.tif")
-        cog = os.path.join(tmpdir, "cog.tif")
-        profile = {
-            "driver": "GTiff", "width": grid.width, "height": grid.height, "count": 2,
-            "dtype": "float32", "crs": grid.crs, "transform": grid.transform,
-            "tiled": True, "blockxsize": BLOCK, "blockysize": BLOCK,
-            "compress": "deflate", "predictor": 3, "BIGTIFF": "IF_SAFER",
-        }
-        with rasterio.open(raw, "w", **profile) as dst:
-            for r, c, h, w in windows(grid, BLOCK):
-                block = window_fn((r, c, h, w))
-                if not np.all(np.isfinite(block)):
-                    raise OutputError(f"output {path}: non-finite offsets in window {r},{c}")
-                dst.write(block.astype(np.float32), window=Window(c, r, w, h))
-            dst.set_band_description(1, "dx")
-            dst.set_band_description(2, "dy")
-            dst.update_tags(**(tags or {}))
-            dst.update_tags(1, units="pixel", role="dx")
-            dst.update_tags(2, units="pixel", role="dy")
-        out_profile = cog_profiles.get("deflate")
-        out_profile.update({"predictor": 3, "blockxsize": BLOCK, "blockysize": BLOCK})
-        cog_translate(raw, cog, out_profile, in_memory=False, quiet=True,
-                      overview_resampling="average", use_cog_driver=False,
-                      config={"GDAL_NUM_THREADS": "ALL_CPUS"})
+        cog = build_offsets_cog(tmpdir, grid, window_fn, tags)
         if is_s3(path):
             bucket, key = split_s3(path)
             client().upload_file(cog, bucket, key)
         else:
             os.replace(cog, path)
-    except OutputError:
-        raise
+    except OutputError as e:
+        raise OutputError(f"output {path}: {e}") from e
     except Exception as e:  # any GDAL/boto failure becomes one clear line
         raise OutputError(f"output {path}: could not be written ({str(e).splitlines()[0]})") from e
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
-

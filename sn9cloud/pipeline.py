@@ -1,0 +1,179 @@
+"""The STAC pipeline: catalog in, one offset-map COG and one result item per pair out.
+
+One pair is `process_pair` (read through GDAL where the assets are, register, build the
+COG, report and thumbnail in a scratch folder, publish); `run_catalog` loads, pairs and
+runs them all, one pair's failure never stopping the others.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from sn9cloud.errors import InputError, Sn9Error
+from sn9cloud.io.cog import build_offsets_cog
+from sn9cloud.io.s3 import is_s3
+from sn9cloud.io.thumbnail import offset_magnitude_png
+from sn9cloud.register_pair import cog_tags, register_hrefs
+from sn9cloud.stac.catalog import Search, load_items, raster_href
+from sn9cloud.stac.items import build_result_item, item_datetime, result_id
+from sn9cloud.stac.pairing import ItemPair, PairingOptions, explicit_pairs, pair_items
+from sn9cloud.stac.publish import LocalFile, Publisher
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    output: str
+    results_collection: str = "sn9cloud-offsets"
+    model: str = "nonrigid"
+    max_working_size: int = 1024
+    force: bool = False
+    pairing: PairingOptions = field(default_factory=PairingOptions)
+
+
+@dataclass
+class PairOutcome:
+    name: str
+    status: str  # published | skipped | failed
+    item_id: str | None = None
+    item_href: str | None = None
+    error: str | None = None
+    seconds: float = 0.0
+    estimated_error_m: float | None = None
+    inliers: int | None = None
+
+    def to_dict(self) -> dict:
+        return self.__dict__.copy()
+
+
+@dataclass
+class RunSummary:
+    outcomes: list[PairOutcome] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[PairOutcome]:
+        return [o for o in self.outcomes if o.status == "failed"]
+
+    def counts(self) -> dict[str, int]:
+        out = {"published": 0, "skipped": 0, "failed": 0}
+        for o in self.outcomes:
+            out[o.status] += 1
+        return out
+
+
+def plan_pairs(
+    catalog: str,
+    search: Search | None = None,
+    pairing: PairingOptions | None = None,
+    explicit: Iterable[tuple[str, str]] = (),
+) -> tuple[list[ItemPair], list[PairOutcome]]:
+    """The pairs to register, and an outcome for each pairing problem."""
+    items = load_items(catalog, search)
+    if not items:
+        raise InputError(f"catalog {catalog}: no items found")
+    explicit = list(explicit)
+    pairs, problems = (explicit_pairs(items, explicit) if explicit
+                       else pair_items(items, pairing))
+    return pairs, [PairOutcome(p.name, "failed", error=p.reason) for p in problems]
+
+
+def _relative_href(target: str | None, output_item_dir: str) -> str | None:
+    if not target:
+        return None
+    if "://" in target or is_s3(output_item_dir) or "://" in output_item_dir:
+        return target
+    return os.path.relpath(target, output_item_dir)
+
+
+def process_pair(pair: ItemPair, publisher: Publisher, options: RunOptions) -> PairOutcome:
+    t0 = time.perf_counter()
+    item_id = result_id(pair.optical.id, pair.sar.id)
+    out = PairOutcome(pair.name, "failed", item_id=item_id,
+                      item_href=publisher.item_href(item_id))
+    try:
+        if not options.force:
+            existing = publisher.published_item(item_id)
+            if existing is not None:
+                publisher.link(existing)  # a run that died before linking left it unlinked
+                out.status = "skipped"
+                return out
+        _published_item(pair, publisher, options, out)
+    except Sn9Error as e:
+        out.error = str(e)
+    except Exception as e:  # a pair's unexpected failure must not stop the batch
+        out.error = f"unexpected {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+    finally:
+        out.seconds = round(time.perf_counter() - t0, 3)
+    return out
+
+
+def _published_item(pair: ItemPair, publisher: Publisher, options: RunOptions,
+                    out: PairOutcome) -> None:
+    item_datetime(pair.sar)  # fail early on an item without a time
+    optical_href = raster_href(pair.optical, sar=False)
+    sar_href = raster_href(pair.sar, sar=True)
+    reg = register_hrefs(optical_href, sar_href, options.model, options.max_working_size)
+    workdir = tempfile.mkdtemp(prefix="sn9cloud-")
+    try:
+        t1 = time.perf_counter()
+        cog = build_offsets_cog(workdir, reg.optical_grid, reg.offsets,
+                                tags=cog_tags(options.model))
+        thumb = os.path.join(workdir, "thumbnail.png")
+        offset_magnitude_png(cog, thumb)
+        reg.report["timings_s"]["write"] = round(time.perf_counter() - t1, 4)
+        reg.report.update({"optical_item": pair.optical.id, "sar_item": pair.sar.id,
+                           "pair_overlap": round(pair.overlap, 4)})
+        report_path = os.path.join(workdir, "report.json")
+        with open(report_path, "w") as f:
+            json.dump(reg.report, f, indent=1)
+        item_dir = os.path.dirname(publisher.item_href(out.item_id or ""))
+
+        def build(files: dict) -> dict:
+            return build_result_item(
+                optical=pair.optical, sar=pair.sar,
+                optical_href=optical_href, sar_href=sar_href,
+                optical_item_href=_relative_href(pair.optical.get_self_href(), item_dir),
+                sar_item_href=_relative_href(pair.sar.get_self_href(), item_dir),
+                grid=reg.optical_grid, report=reg.report,
+                cog=files["offsets"], report_file=files["report"],
+                thumbnail=files["thumbnail"], collection_id=publisher.collection_id,
+            )
+
+        files = [LocalFile("offsets", cog, "image/tiff; application=geotiff; "
+                                           "profile=cloud-optimized"),
+                 LocalFile("report", report_path, "application/json"),
+                 LocalFile("thumbnail", thumb, "image/png")]
+        _, wrote = publisher.publish(out.item_id or "", files, build, force=options.force)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    out.status = "published" if wrote else "skipped"
+    out.estimated_error_m = round(float(reg.report["estimated_error_m"]), 3)
+    out.inliers = int(reg.report["inliers"])
+
+
+def run_catalog(
+    catalog: str,
+    options: RunOptions,
+    search: Search | None = None,
+    explicit: Iterable[tuple[str, str]] = (),
+    progress: Callable[[int, int, PairOutcome], None] | None = None,
+    pairs: list[ItemPair] | None = None,
+) -> RunSummary:
+    """Register and publish every pair of the catalog; never raises for one pair."""
+    problems: list[PairOutcome] = []
+    if pairs is None:
+        pairs, problems = plan_pairs(catalog, search, options.pairing, explicit)
+    publisher = Publisher(options.output, options.results_collection)
+    summary = RunSummary(list(problems))
+    for i, pair in enumerate(pairs):
+        outcome = process_pair(pair, publisher, options)
+        summary.outcomes.append(outcome)
+        if progress:
+            progress(i + 1, len(pairs), outcome)
+    return summary
+
