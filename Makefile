@@ -25,9 +25,12 @@ demo: $(STAMP)
 	$(VENV)/bin/sn9cloud run $(SAMPLE)/catalog.json --out $(DEMO_OUT)
 	$(VENV)/bin/python -m sn9cloud.demo_check $(SAMPLE) $(DEMO_OUT)
 
+# PostgreSQL + PostGIS for the STAC API tests come from Debian packages (installed once);
+# the tests start their own throwaway database, STAC API and S3 server.
 test: $(STAMP)
+	deploy/stac-api/stac-api.sh install
 	$(VENV)/bin/ruff check sn9cloud tests benchmarks catalogs
-	$(VENV)/bin/pytest -q
+	SN9CLOUD_REQUIRE_SERVICES=1 $(VENV)/bin/pytest -q
 
 bench: $(STAMP)
 	$(PY) benchmarks/accuracy.py

@@ -99,11 +99,14 @@ def _bbox(value: str | None) -> tuple[float, float, float, float] | None:
               show_default=True)
 @click.option("--max-working-size", type=int, default=1024, show_default=True)
 @click.option("--force", is_flag=True, help="Republish pairs already published.")
+@click.option("--pgstac", "pgstac_dsn", default=None, metavar="DSN",
+              help="After publishing, load the results into this pgstac database (the STAC "
+                   "API's); see `sn9cloud ingest`.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON (last line).")
 def run(catalog: str, output: str, collections: tuple[str, ...], bbox: str | None,
         dt: str | None, pairs: tuple[tuple[str, str], ...], sar_collections: tuple[str, ...],
         min_overlap: float, max_days: float | None, results_collection: str, model: str,
-        max_working_size: int, force: bool, as_json: bool) -> None:
+        max_working_size: int, force: bool, pgstac_dsn: str | None, as_json: bool) -> None:
     """Register every optical/SAR pair of CATALOG (static catalog or STAC API) and publish
     an offset-map COG and a STAC item per pair under --out."""
     from sn9cloud.pipeline import PairOutcome, RunOptions, run_catalog
@@ -138,10 +141,35 @@ def run(catalog: str, output: str, collections: tuple[str, ...], bbox: str | Non
                f"{c['failed']} failed; catalog: {output.rstrip('/')}/catalog.json")
     for o in summary.failed:
         click.echo(f"sn9cloud: error: {o.name}: {o.error}", err=True)
+    if pgstac_dsn is not None and (c["published"] or c["skipped"]):
+        _ingest(f"{output.rstrip('/')}/catalog.json", pgstac_dsn)
     if as_json:
         click.echo(json.dumps({"counts": c, "outcomes": [o.to_dict() for o in summary.outcomes]}))
     if summary.failed:
         sys.exit(2)
+
+
+def _ingest(catalog: str, dsn: str | None) -> None:
+    from sn9cloud.stac.ingest import dsn_from_env, ingest
+
+    dsn = dsn if dsn else dsn_from_env()
+    if dsn is None:
+        _fail(Sn9Error("no database: pass --dsn, or set PGSTAC_DSN (or PGHOST, PGUSER, ...)"))
+    try:
+        n_coll, n_items = ingest(catalog, dsn or "")
+    except Sn9Error as e:
+        _fail(e)
+    click.echo(f"ingested {n_coll} collection(s) and {n_items} item(s) from {catalog} "
+               "into pgstac")
+
+
+@main.command("ingest")
+@click.argument("catalog")
+@click.option("--dsn", default=None, help="pgstac database (default: PGSTAC_DSN or PG* vars).")
+def ingest_cmd(catalog: str, dsn: str | None) -> None:
+    """Load a static STAC catalog (e.g. the results of `sn9cloud run`) into pgstac, the
+    database behind the STAC API."""
+    _ingest(catalog, dsn)
 
 
 if __name__ == "__main__":  # pragma: no cover

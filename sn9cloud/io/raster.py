@@ -18,11 +18,11 @@ from rasterio.io import DatasetReader
 
 from sn9cloud.engine.types import GeoImage, Grid
 from sn9cloud.errors import InputError
-from sn9cloud.io.s3 import gdal_env, is_s3
+from sn9cloud.io.s3 import gdal_env
 
 
 def check_exists(path: str, role: str) -> None:
-    if not is_s3(path) and not os.path.exists(path):
+    if "://" not in str(path) and not os.path.exists(path):
         raise InputError(f"{role} {path}: no such file")
 
 

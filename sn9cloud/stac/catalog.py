@@ -126,8 +126,11 @@ def raster_href(item: pystac.Item, sar: bool) -> str:
 
 
 def _absolute(asset: pystac.Asset) -> str:
-    href = asset.get_absolute_href() or asset.href
-    return href
+    # an absolute local path stays one (a STAC API serving local results would otherwise
+    # turn it into a path on the API's host)
+    if asset.href.startswith("/") or "://" in asset.href:
+        return asset.href
+    return asset.get_absolute_href() or asset.href
 
 
 def _reason(e: Exception) -> str:
