@@ -20,15 +20,20 @@ LAMBDAS = (1e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 10.0, 100.0)
 
 
 def _tps_kernel(r2: np.ndarray) -> np.ndarray:
-    with np.errstate(divide="ignore", invalid="ignore"):
-        k = 0.5 * r2 * np.log(r2)
-    return np.nan_to_num(k, nan=0.0, posinf=0.0, neginf=0.0)
+    """U(r) = r^2 log r = r2 log(r2) / 2, with U(0) = 0 (in place: r2 is a temporary)."""
+    k = np.log(np.maximum(r2, 1e-300))
+    k *= r2
+    k *= 0.5
+    return k
 
 
 def _sqdist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return (
-        (a[:, None, 0] - b[None, :, 0]) ** 2 + (a[:, None, 1] - b[None, :, 1]) ** 2
-    )
+    dx = a[:, None, 0] - b[None, :, 0]
+    dy = a[:, None, 1] - b[None, :, 1]
+    dx *= dx
+    dy *= dy
+    dx += dy
+    return dx
 
 
 @dataclass

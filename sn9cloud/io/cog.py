@@ -11,6 +11,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import rasterio
@@ -24,6 +25,8 @@ from sn9cloud.errors import OutputError
 from sn9cloud.io.s3 import client, is_s3, split_s3
 
 BLOCK = 512
+LOOKAHEAD = 4  # windows computed ahead of the writer
+GDAL_CACHE_MB = 256
 
 
 def check_writable(path: str) -> None:
@@ -54,15 +57,23 @@ def build_offsets_cog(
     """
     raw = os.path.join(workdir, "raw.tif")
     cog = os.path.join(workdir, "offsets.tif")
+    # the intermediate is uncompressed: compression happens once, in the COG pass, on
+    # every core; a small GDAL cache keeps memory flat whatever the scene size
     profile = {
         "driver": "GTiff", "width": grid.width, "height": grid.height, "count": 2,
         "dtype": "float32", "crs": grid.crs, "transform": grid.transform,
-        "tiled": True, "blockxsize": BLOCK, "blockysize": BLOCK,
-        "compress": "deflate", "predictor": 3, "BIGTIFF": "IF_SAFER",
+        "tiled": True, "blockxsize": BLOCK, "blockysize": BLOCK, "BIGTIFF": "IF_SAFER",
     }
-    with rasterio.open(raw, "w", **profile) as dst:
-        for r, c, h, w in windows(grid, BLOCK):
-            block = window_fn((r, c, h, w))
+    wins = list(windows(grid, BLOCK))
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB), rasterio.open(raw, "w", **profile) as dst, \
+            ThreadPoolExecutor(max_workers=2) as pool:
+        # compute the next windows while GDAL writes this one (bounded look-ahead)
+        pending = [pool.submit(window_fn, w) for w in wins[:LOOKAHEAD]]
+        for i, (r, c, h, w) in enumerate(wins):
+            block = pending[i].result()
+            pending[i] = None  # type: ignore[call-overload]
+            if i + LOOKAHEAD < len(wins):
+                pending.append(pool.submit(window_fn, wins[i + LOOKAHEAD]))
             if not np.all(np.isfinite(block)):
                 raise OutputError(f"non-finite offsets in window {r},{c}")
             dst.write(block.astype(np.float32), window=Window(c, r, w, h))
@@ -72,10 +83,11 @@ def build_offsets_cog(
         dst.update_tags(1, units="pixel", role="dx")
         dst.update_tags(2, units="pixel", role="dy")
     out_profile = cog_profiles.get("deflate")
-    out_profile.update({"predictor": 3, "blockxsize": BLOCK, "blockysize": BLOCK})
+    out_profile.update({"predictor": 3, "blockxsize": BLOCK, "blockysize": BLOCK,
+                        "BIGTIFF": "IF_SAFER"})
     cog_translate(raw, cog, out_profile, in_memory=False, quiet=True,
                   overview_resampling="average", use_cog_driver=False,
-                  config={"GDAL_NUM_THREADS": "ALL_CPUS"})
+                  config={"GDAL_NUM_THREADS": "ALL_CPUS", "GDAL_CACHEMAX": GDAL_CACHE_MB})
     os.unlink(raw)
     return cog
 
