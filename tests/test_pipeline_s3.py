@@ -81,3 +81,47 @@ def test_missing_catalog_object(s3_env: str) -> None:
                                     "s3://sn9-empty/r"])
     assert res.exit_code == 2
     assert "catalog s3://sn9-empty/catalog.json: cannot be read" in res.output
+
+
+@pytest.fixture()
+def strict_s3(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A second moto server that enforces authentication: unknown keys are refused."""
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**__import__("os").environ, "INITIAL_NO_AUTH_ACTION_COUNT": "0"}
+    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p",
+                             str(port)], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", url)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAUNKNOWNKEY000000")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    yield url
+    proc.terminate()
+    proc.wait(10)
+
+
+def test_refused_credentials(strict_s3: str, tmp_path: Path) -> None:
+    res = CliRunner().invoke(main, ["run", "s3://sn9-any/catalog.json", "--out",
+                                    str(tmp_path / "o")])
+    assert res.exit_code == 2
+    assert "catalog s3://sn9-any/catalog.json: cannot be read" in res.output
+    assert "InvalidAccessKeyId" in res.output or "Forbidden" in res.output
+    res = CliRunner().invoke(main, ["run", str(SAMPLE / "catalog.json"), "--out",
+                                    "s3://sn9-any/results"])
+    assert res.exit_code == 2
+    assert "bucket 'sn9-any' is not reachable" in res.output
+    assert not (tmp_path / "o").exists()
