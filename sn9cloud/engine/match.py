@@ -39,18 +39,31 @@ def grid_points(width: int, height: int, step: int, border: int) -> np.ndarray:
     return np.stack([gx.ravel(), gy.ravel()], axis=1)
 
 
-def _windows(f: np.ndarray, corners: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+@dataclass(frozen=True)
+class Padded:
+    """An (H, W, C) image zero-padded once by ``pad`` on every side, to cut windows from."""
+
+    a: np.ndarray
+    pad: int
+    h: int
+    w: int
+
+    @classmethod
+    def of(cls, f: np.ndarray, pad: int) -> Padded:
+        f3 = f if f.ndim == 3 else f[..., None]
+        return cls(np.pad(f3, ((pad, pad), (pad, pad), (0, 0))), pad, f3.shape[0], f3.shape[1])
+
+
+def _windows(f: Padded, corners: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
     """Cut (N, size, size, C) windows with upper-left corners ``corners`` (ints); the part
-    outside ``f`` is zero. Returns the windows and the fraction of each inside ``f``."""
-    h, w, _ = f.shape
-    pad = size
-    fp = np.pad(f, ((pad, pad), (pad, pad), (0, 0)))
-    cx = np.clip(corners[:, 0] + pad, 0, w + pad).astype(np.intp)
-    cy = np.clip(corners[:, 1] + pad, 0, h + pad).astype(np.intp)
+    outside the image is zero. Returns the windows and the fraction of each inside."""
+    h, w, pad = f.h, f.w, size
+    cx = np.clip(corners[:, 0] + pad, 0, w + pad).astype(np.intp) + (f.pad - pad)
+    cy = np.clip(corners[:, 1] + pad, 0, h + pad).astype(np.intp) + (f.pad - pad)
     idx = np.arange(size)
     rows = cy[:, None] + idx[None, :]
     cols = cx[:, None] + idx[None, :]
-    win = fp[rows[:, :, None], cols[:, None, :]]
+    win = f.a[rows[:, :, None], cols[:, None, :]]
     ix0 = np.clip(corners[:, 0], 0, w)
     ix1 = np.clip(corners[:, 0] + size, 0, w)
     iy0 = np.clip(corners[:, 1], 0, h)
@@ -59,30 +72,65 @@ def _windows(f: np.ndarray, corners: np.ndarray, size: int) -> tuple[np.ndarray,
     return win, inside
 
 
-def _box_sums(a: np.ndarray, t: int, nlag: int) -> np.ndarray:
-    """Sums of ``a`` (N, L, L, ...) over every t x t box whose corner is in [0, nlag)^2."""
-    ii = np.zeros((a.shape[0], a.shape[1] + 1, a.shape[2] + 1, *a.shape[3:]), dtype=a.dtype)
-    ii[:, 1:, 1:] = a.cumsum(axis=1).cumsum(axis=2)
-    return (
-        ii[:, t : t + nlag, t : t + nlag]
-        - ii[:, 0:nlag, t : t + nlag]
-        - ii[:, t : t + nlag, 0:nlag]
-        + ii[:, 0:nlag, 0:nlag]
-    )
+@dataclass(frozen=True)
+class Integrals:
+    """Integral images of a zero-padded feature image: box sums of every search window
+    come from four lookups each instead of a cumulative sum per window."""
+
+    pad: int
+    s1: np.ndarray  # (H + 2 pad + 1, W + 2 pad + 1, C) sums of features
+    s2: np.ndarray  # (H + 2 pad + 1, W + 2 pad + 1) sums of squares over channels
+
+    @classmethod
+    def of_padded(cls, f: Padded) -> Integrals:
+        fp = f.a.astype(np.float64)
+        s1 = np.zeros((fp.shape[0] + 1, fp.shape[1] + 1, fp.shape[2]))
+        np.cumsum(fp, axis=0, out=s1[1:, 1:])
+        np.cumsum(s1[1:, 1:], axis=1, out=s1[1:, 1:])
+        sq = (fp * fp).sum(axis=2)
+        s2 = np.zeros((sq.shape[0] + 1, sq.shape[1] + 1))
+        np.cumsum(sq, axis=0, out=s2[1:, 1:])
+        np.cumsum(s2[1:, 1:], axis=1, out=s2[1:, 1:])
+        return cls(f.pad, s1, s2)
+
+    def boxes(self, ys: np.ndarray, xs: np.ndarray, t: int) -> tuple[np.ndarray, np.ndarray]:
+        """Box sums (N, ny, nx, C) and (N, ny, nx) of the t x t boxes with upper-left
+        corners at padded rows ``ys`` (N, ny) and columns ``xs`` (N, nx)."""
+        y0, x0 = ys[:, :, None], xs[:, None, :]
+
+        def box(a: np.ndarray) -> np.ndarray:
+            return a[y0 + t, x0 + t] - a[y0, x0 + t] - a[y0 + t, x0] + a[y0, x0]
+
+        return box(self.s1), box(self.s2)
 
 
-def ncc_surfaces(
-    ref: np.ndarray,
-    mov: np.ndarray,
-    centres: np.ndarray,
-    predicted: np.ndarray,
-    half: int,
-    radius: int,
-    ref_valid: np.ndarray | None = None,
-    mov_valid: np.ndarray | None = None,
+@dataclass(frozen=True)
+class _Prepared:
+    """One pass's inputs, padded and integrated once for all its chunks of points."""
+
+    ref: Padded
+    mov: Padded
+    ref_valid: Padded | None
+    mov_valid: Padded | None
+    mov_integrals: Integrals
+
+    @classmethod
+    def of(cls, ref: np.ndarray, mov: np.ndarray, ref_valid: np.ndarray | None,
+           mov_valid: np.ndarray | None, pad: int) -> _Prepared:
+        movp = Padded.of(mov, pad)
+        return cls(
+            Padded.of(ref, pad), movp,
+            None if ref_valid is None else Padded.of(ref_valid.astype(np.float32), pad),
+            None if mov_valid is None else Padded.of(mov_valid.astype(np.float32), pad),
+            Integrals.of_padded(movp),
+        )
+
+
+def _ncc_surfaces(
+    p: _Prepared, centres: np.ndarray, predicted: np.ndarray, half: int, radius: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """NCC of each template of ``ref`` around ``centres`` with ``mov`` over integer lags in
-    [-radius, radius]^2 around ``centres + predicted``.
+    """NCC of each template of the reference around ``centres`` with the moving image over
+    integer lags in [-radius, radius]^2 around ``centres + predicted``.
 
     Returns (surfaces (N, 2R+1, 2R+1), integer search origins (N, 2), template energy (N,),
     usable (N,) bool).
@@ -92,14 +140,14 @@ def ncc_surfaces(
     nlag = 2 * radius + 1
     c_int = np.round(centres).astype(np.int64)
     m_int = np.round(centres + predicted).astype(np.int64)
-    tw, tin = _windows(ref, c_int - half, t)
-    sw, sin = _windows(mov, m_int - half - radius, L)
+    tw, tin = _windows(p.ref, c_int - half, t)
+    sw, sin = _windows(p.mov, m_int - half - radius, L)
     usable = (tin > 0.999) & (sin > 0.75)
-    if ref_valid is not None:
-        vw, _ = _windows(ref_valid[..., None].astype(np.float32), c_int - half, t)
+    if p.ref_valid is not None:
+        vw, _ = _windows(p.ref_valid, c_int - half, t)
         usable &= vw.reshape(len(vw), -1).mean(axis=1) > 0.9
-    if mov_valid is not None:
-        vw, _ = _windows(mov_valid[..., None].astype(np.float32), m_int - half - radius, L)
+    if p.mov_valid is not None:
+        vw, _ = _windows(p.mov_valid, m_int - half - radius, L)
         usable &= vw.reshape(len(vw), -1).mean(axis=1) > 0.75
     tw = tw.astype(np.float32)
     tw -= tw.mean(axis=(1, 2), keepdims=True)
@@ -110,8 +158,14 @@ def ncc_surfaces(
     corr = sfft.irfft2((fs * np.conj(ft)).sum(axis=3), s=(L, L), axes=(1, 2), workers=-1)
     num = corr[:, :nlag, :nlag]
     n = float(t * t)
-    b1 = _box_sums(sw, t, nlag).astype(np.float64)
-    s1 = _box_sums((sw * sw).sum(axis=3, dtype=np.float64), t, nlag) - (b1 * b1).sum(axis=3) / n
+    # box sums of every lag's window from the integral images, at the same (clipped)
+    # window origins as `_windows`, in padded coordinates
+    mv = p.mov
+    oy = np.clip(m_int[:, 1] - half - radius + L, 0, mv.h + L) + (mv.pad - L)
+    ox = np.clip(m_int[:, 0] - half - radius + L, 0, mv.w + L) + (mv.pad - L)
+    lags = np.arange(nlag)
+    b1, sq = p.mov_integrals.boxes(oy[:, None] + lags[None], ox[:, None] + lags[None], t)
+    s1 = sq - (b1 * b1).sum(axis=3) / n
     s2 = np.sqrt(np.maximum(s1, 1e-12))
     ncc = num / (s2 * tnorm[:, None, None] + 1e-9)
     origins = m_int - radius  # lag (0,0) means displacement m_int - radius - c_int
@@ -148,21 +202,23 @@ def match_points(
     """Find, for each centre in ``ref``, the sub-pixel position in ``mov`` with the highest
     feature NCC within ``radius`` of ``centre + predicted``. Batches of ``CHUNK`` points
     bound the memory of the FFT stacks."""
-    if len(centres) > CHUNK:
-        parts = [
-            match_points(ref, mov, centres[i : i + CHUNK], predicted[i : i + CHUNK], half,
-                         radius, ref_valid, mov_valid, min_energy)
-            for i in range(0, len(centres), CHUNK)
-        ]
-        return LocalMatches(*(np.concatenate([getattr(p, f) for p in parts])
-                              for f in ("src", "dst", "ncc", "margin", "valid")))
     if len(centres) == 0:
         z = np.zeros((0, 2))
         e = np.zeros(0)
         return LocalMatches(z, z, e, e, np.zeros(0, bool))
-    surf, base, energy, usable = ncc_surfaces(
-        ref, mov, centres, predicted, half, radius, ref_valid, mov_valid
-    )
+    prep = _Prepared.of(ref, mov, ref_valid, mov_valid, 2 * half + 2 * radius)
+    parts = [_match_chunk(prep, centres[i : i + CHUNK], predicted[i : i + CHUNK], half,
+                          radius, min_energy)
+             for i in range(0, len(centres), CHUNK)]
+    if len(parts) == 1:
+        return parts[0]
+    return LocalMatches(*(np.concatenate([getattr(p, f) for p in parts])
+                          for f in ("src", "dst", "ncc", "margin", "valid")))
+
+
+def _match_chunk(p: _Prepared, centres: np.ndarray, predicted: np.ndarray, half: int,
+                 radius: int, min_energy: float) -> LocalMatches:
+    surf, base, energy, usable = _ncc_surfaces(p, centres, predicted, half, radius)
     nlag = surf.shape[1]
     flat = surf.reshape(len(surf), -1)
     k = flat.argmax(axis=1)

@@ -185,10 +185,12 @@ def register(
         pred = predict_px(pts * scale + (scale - 1) / 2.0, fld) / scale
         fwd = match_points(fo, fs, pts, pred, opt.half, radius, om, sm)
         ok = fwd.valid & (fwd.ncc >= opt.min_ncc) & (fwd.margin >= opt.min_margin)
-        # backward: from the SAR position back to the optical
-        bwd = match_points(fs, fo, fwd.dst, fwd.src - fwd.dst, opt.half, 2, sm, om)
-        back_err = np.hypot(*(bwd.dst - fwd.src).T)
-        consistent = ok & bwd.valid & (back_err <= opt.consistency_px)
+        # backward, for the forward matches only: from the SAR position back to the optical
+        consistent = np.zeros(len(pts), bool)
+        if ok.any():
+            bwd = match_points(fs, fo, fwd.dst[ok], (fwd.src - fwd.dst)[ok], opt.half, 2, sm, om)
+            back_err = np.hypot(*(bwd.dst - fwd.src[ok]).T)
+            consistent[ok] = bwd.valid & (back_err <= opt.consistency_px)
         src_w = fwd.src[consistent] * scale + (scale - 1) / 2.0
         dst_w = fwd.dst[consistent] * scale + (scale - 1) / 2.0
         info = {"level": k, "points": len(pts), "matches": int(ok.sum()),
