@@ -26,7 +26,7 @@ demo: $(STAMP)
 	$(VENV)/bin/python -m sn9cloud.demo_check $(SAMPLE) $(DEMO_OUT)
 
 # PostgreSQL + PostGIS for the STAC API tests come from Debian packages (installed once);
-# the tests start their own throwaway database, STAC API and S3 server.
+# the tests start their own throwaway database, STAC API, S3 server and Ray clusters.
 test: $(STAMP)
 	deploy/stac-api/stac-api.sh install
 	$(VENV)/bin/ruff check sn9cloud tests benchmarks catalogs

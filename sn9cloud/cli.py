@@ -102,11 +102,17 @@ def _bbox(value: str | None) -> tuple[float, float, float, float] | None:
 @click.option("--pgstac", "pgstac_dsn", default=None, metavar="DSN",
               help="After publishing, load the results into this pgstac database (the STAC "
                    "API's); see `sn9cloud ingest`.")
+@click.option("--ray", "ray_address", is_flag=False, flag_value="", default=None,
+              metavar="[ADDRESS]", help="Run the pairs at once on a Ray cluster: ADDRESS, the "
+              "cluster this runs in (under `ray job submit`), or a local one.")
+@click.option("--ray-windows", is_flag=True,
+              help="With --ray: also spread each pair's window jobs over the cluster.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON (last line).")
 def run(catalog: str, output: str, collections: tuple[str, ...], bbox: str | None,
         dt: str | None, pairs: tuple[tuple[str, str], ...], sar_collections: tuple[str, ...],
         min_overlap: float, max_days: float | None, results_collection: str, model: str,
-        max_working_size: int, force: bool, pgstac_dsn: str | None, as_json: bool) -> None:
+        max_working_size: int, force: bool, pgstac_dsn: str | None, ray_address: str | None,
+        ray_windows: bool, as_json: bool) -> None:
     """Register every optical/SAR pair of CATALOG (static catalog or STAC API) and publish
     an offset-map COG and a STAC item per pair under --out."""
     from sn9cloud.pipeline import PairOutcome, RunOptions, run_catalog
@@ -127,8 +133,24 @@ def run(catalog: str, output: str, collections: tuple[str, ...], bbox: str | Non
                                     if o.estimated_error_m is not None else ""))
         click.echo(f"[{i}/{n}] {o.status:9s} {o.name} ({o.seconds:.1f} s) {detail}", err=True)
 
+    batch_runner = None
+    if ray_address is not None:
+        from sn9cloud.distributed.batch import run_batch
+        from sn9cloud.distributed.cluster import connect
+
+        try:
+            res = connect(ray_address or None)
+        except Sn9Error as e:
+            _fail(e)
+        click.echo(f"Ray cluster: {res.get('CPU', 0):g} CPUs, {res.get('GPU', 0):g} GPUs",
+                   err=True)
+
+        def batch_runner(p, o, cb):  # type: ignore[no-untyped-def]
+            return run_batch(p, o, cb, spread_windows=ray_windows)
+
     try:
-        summary = run_catalog(catalog, options, search, explicit=pairs, progress=progress)
+        summary = run_catalog(catalog, options, search, explicit=pairs, progress=progress,
+                              batch_runner=batch_runner)
     except Sn9Error as e:
         _fail(e)
     click.echo(f"\n{'pair':48s} {'status':9s} {'est. m':>7s} {'inliers':>7s} {'s':>6s}")

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from sn9cloud.engine.executor import Executor
 from sn9cloud.errors import InputError, Sn9Error
 from sn9cloud.io.cog import build_offsets_cog
 from sn9cloud.io.s3 import is_s3
@@ -46,6 +47,7 @@ class PairOutcome:
     seconds: float = 0.0
     estimated_error_m: float | None = None
     inliers: int | None = None
+    node: str | None = None  # the Ray node that ran it, in a cluster batch
 
     def to_dict(self) -> dict:
         return self.__dict__.copy()
@@ -90,7 +92,11 @@ def _relative_href(target: str | None, output_item_dir: str) -> str | None:
     return os.path.relpath(target, output_item_dir)
 
 
-def process_pair(pair: ItemPair, publisher: Publisher, options: RunOptions) -> PairOutcome:
+def process_pair(pair: ItemPair, publisher: Publisher, options: RunOptions,
+                 executor: Executor | None = None) -> PairOutcome:
+    """Register and publish one pair; every failure becomes the outcome's error.
+
+    ``executor`` runs the pair's window jobs (matching, offset-map windows)."""
     t0 = time.perf_counter()
     item_id = result_id(pair.optical.id, pair.sar.id)
     out = PairOutcome(pair.name, "failed", item_id=item_id,
@@ -102,7 +108,7 @@ def process_pair(pair: ItemPair, publisher: Publisher, options: RunOptions) -> P
                 publisher.link(existing)  # a run that died before linking left it unlinked
                 out.status = "skipped"
                 return out
-        _published_item(pair, publisher, options, out)
+        _published_item(pair, publisher, options, out, executor)
     except Sn9Error as e:
         out.error = str(e)
     except Exception as e:  # a pair's unexpected failure must not stop the batch
@@ -113,16 +119,17 @@ def process_pair(pair: ItemPair, publisher: Publisher, options: RunOptions) -> P
 
 
 def _published_item(pair: ItemPair, publisher: Publisher, options: RunOptions,
-                    out: PairOutcome) -> None:
+                    out: PairOutcome, executor: Executor | None) -> None:
     item_datetime(pair.sar)  # fail early on an item without a time
     optical_href = raster_href(pair.optical, sar=False)
     sar_href = raster_href(pair.sar, sar=True)
-    reg = register_hrefs(optical_href, sar_href, options.model, options.max_working_size)
+    reg = register_hrefs(optical_href, sar_href, options.model, options.max_working_size,
+                         executor)
     workdir = tempfile.mkdtemp(prefix="sn9cloud-")
     try:
         t1 = time.perf_counter()
         cog = build_offsets_cog(workdir, reg.optical_grid, reg.offsets,
-                                tags=cog_tags(options.model))
+                                tags=cog_tags(options.model), executor=executor)
         thumb = os.path.join(workdir, "thumbnail.png")
         offset_magnitude_png(cog, thumb)
         reg.report["timings_s"]["write"] = round(time.perf_counter() - t1, 4)
@@ -156,20 +163,28 @@ def _published_item(pair: ItemPair, publisher: Publisher, options: RunOptions,
     out.inliers = int(reg.report["inliers"])
 
 
+Progress = Callable[[int, int, PairOutcome], None]
+#: runs a batch of pairs somewhere else (sn9cloud.distributed.batch.run_batch on Ray)
+BatchRunner = Callable[[list[ItemPair], RunOptions, Progress | None], list[PairOutcome]]
+
+
 def run_catalog(
     catalog: str,
     options: RunOptions,
     search: Search | None = None,
     explicit: Iterable[tuple[str, str]] = (),
-    progress: Callable[[int, int, PairOutcome], None] | None = None,
-    pairs: list[ItemPair] | None = None,
+    progress: Progress | None = None,
+    batch_runner: BatchRunner | None = None,
 ) -> RunSummary:
-    """Register and publish every pair of the catalog; never raises for one pair."""
-    problems: list[PairOutcome] = []
-    if pairs is None:
-        pairs, problems = plan_pairs(catalog, search, options.pairing, explicit)
-    publisher = Publisher(options.output, options.results_collection)
+    """Register and publish every pair of the catalog; never raises for one pair.
+
+    Pairs run one after another in this process, or all at once by ``batch_runner``."""
+    pairs, problems = plan_pairs(catalog, search, options.pairing, explicit)
+    publisher = Publisher(options.output, options.results_collection)  # fail early
     summary = RunSummary(list(problems))
+    if batch_runner is not None:
+        summary.outcomes.extend(batch_runner(pairs, options, progress))
+        return summary
     for i, pair in enumerate(pairs):
         outcome = process_pair(pair, publisher, options)
         summary.outcomes.append(outcome)

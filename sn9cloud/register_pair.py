@@ -15,6 +15,7 @@ import numpy as np
 
 from sn9cloud import ALGORITHM_VERSION, __version__
 from sn9cloud.engine import RegistrationOptions, RegistrationResult, register
+from sn9cloud.engine.executor import Executor
 from sn9cloud.engine.offsets import offset_window
 from sn9cloud.engine.types import GeoImage, Grid
 from sn9cloud.errors import OutputError
@@ -23,10 +24,12 @@ from sn9cloud.io.raster import read_image
 
 
 def register_images(
-    optical: GeoImage, sar: GeoImage, model: str = "nonrigid", max_working_size: int = 1024
+    optical: GeoImage, sar: GeoImage, model: str = "nonrigid", max_working_size: int = 1024,
+    executor: Executor | None = None,
 ) -> RegistrationResult:
     return register(optical, sar, RegistrationOptions(model=model,
-                                                      max_working_size=max_working_size))
+                                                      max_working_size=max_working_size),
+                    executor=executor)
 
 
 @dataclass
@@ -41,7 +44,8 @@ class RegisteredPair:
 
 
 def register_hrefs(
-    optical: str, sar: str, model: str = "nonrigid", max_working_size: int = 1024
+    optical: str, sar: str, model: str = "nonrigid", max_working_size: int = 1024,
+    executor: Executor | None = None,
 ) -> RegisteredPair:
     """Read both rasters (decimated on read: overviews of a COG, never the whole scene)
     and register them."""
@@ -50,7 +54,7 @@ def register_hrefs(
     o_img, opt_grid = read_image(optical, "optical", max_size=read)
     s_img, sar_grid = read_image(sar, "SAR", max_size=read)
     t_read = time.perf_counter() - t0
-    result = register_images(o_img, s_img, model, max_working_size)
+    result = register_images(o_img, s_img, model, max_working_size, executor)
     report = result.report.to_dict()
     report["timings_s"]["read"] = round(t_read, 4)
     report.update({"optical": optical, "sar": sar, "algorithm_version": ALGORITHM_VERSION,

@@ -14,6 +14,8 @@ import cv2
 import numpy as np
 import scipy.fft as sfft
 
+from sn9cloud.engine.executor import threads
+
 
 @dataclass(frozen=True)
 class CoarseResult:
@@ -36,11 +38,11 @@ def _masked_ncc(
     shape = (sfft.next_fast_len(h), sfft.next_fast_len(w))
 
     def F(a: np.ndarray) -> np.ndarray:
-        return sfft.rfft2(a, s=shape, axes=(0, 1), workers=-1)
+        return sfft.rfft2(a, s=shape, axes=(0, 1), workers=threads())
 
     def corr(a_hat: np.ndarray, b_hat: np.ndarray) -> np.ndarray:
         # sum_p a(p) b(p + s)
-        return sfft.irfft2(np.conj(a_hat) * b_hat, s=shape, axes=(0, 1), workers=-1)
+        return sfft.irfft2(np.conj(a_hat) * b_hat, s=shape, axes=(0, 1), workers=threads())
 
     m1f = m1.astype(np.float64)
     m2f = m2.astype(np.float64)

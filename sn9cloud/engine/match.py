@@ -11,6 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.fft as sfft
 
+from sn9cloud.engine.executor import LOCAL, Executor, threads
+
 CHUNK = 256
 
 
@@ -153,9 +155,9 @@ def _ncc_surfaces(
     tw -= tw.mean(axis=(1, 2), keepdims=True)
     tnorm = np.sqrt((tw * tw).sum(axis=(1, 2, 3), dtype=np.float64))
     sw = sw.astype(np.float32)
-    ft = sfft.rfft2(tw, s=(L, L), axes=(1, 2), workers=-1)
-    fs = sfft.rfft2(sw, axes=(1, 2), workers=-1)
-    corr = sfft.irfft2((fs * np.conj(ft)).sum(axis=3), s=(L, L), axes=(1, 2), workers=-1)
+    ft = sfft.rfft2(tw, s=(L, L), axes=(1, 2), workers=threads())
+    fs = sfft.rfft2(sw, axes=(1, 2), workers=threads())
+    corr = sfft.irfft2((fs * np.conj(ft)).sum(axis=3), s=(L, L), axes=(1, 2), workers=threads())
     num = corr[:, :nlag, :nlag]
     n = float(t * t)
     # box sums of every lag's window from the integral images, at the same (clipped)
@@ -188,7 +190,111 @@ def _subpixel(surf: np.ndarray, iy: np.ndarray, ix: np.ndarray) -> tuple[np.ndar
     return np.clip(dx, -0.5, 0.5), np.clip(dy, -0.5, 0.5)
 
 
+@dataclass(frozen=True)
+class MatchJob:
+    """One window job: the points of one tile, with crops of both images big enough for
+    every template and search window of those points."""
+
+    ref: np.ndarray  # (h, w, C) crop
+    mov: np.ndarray
+    ref_valid: np.ndarray | None
+    mov_valid: np.ndarray | None
+    ref_origin: np.ndarray  # (x, y) of the crop's upper-left pixel in the full image
+    mov_origin: np.ndarray
+    centres: np.ndarray  # (N, 2) full-image coordinates
+    predicted: np.ndarray
+    half: int
+    radius: int
+    min_energy: float
+
+
+def _crop(a: np.ndarray | None, pts: np.ndarray, margin: int) -> tuple[np.ndarray | None,
+                                                                         np.ndarray]:
+    h, w = (a.shape[0], a.shape[1]) if a is not None else (0, 0)
+    lo = np.floor(pts.min(axis=0)).astype(int) - margin
+    hi = np.ceil(pts.max(axis=0)).astype(int) + margin + 1
+    x0, y0 = max(lo[0], 0), max(lo[1], 0)
+    x1, y1 = min(hi[0], w), min(hi[1], h)
+    if a is None:
+        return None, np.array([x0, y0])
+    if x1 <= x0 or y1 <= y0:  # search entirely outside: an empty crop, every match unusable
+        return a[:1, :1] * 0, np.array([0, 0])
+    return np.ascontiguousarray(a[y0:y1, x0:x1]), np.array([x0, y0])
+
+
+def plan_match_jobs(
+    ref: np.ndarray,
+    mov: np.ndarray,
+    centres: np.ndarray,
+    predicted: np.ndarray,
+    half: int,
+    radius: int,
+    ref_valid: np.ndarray | None = None,
+    mov_valid: np.ndarray | None = None,
+    min_energy: float = 0.05,
+    tile: int = 512,
+) -> tuple[list[MatchJob], list[np.ndarray]]:
+    """Split a matching pass into window jobs by tiles of ``tile`` px; also each job's
+    indices into ``centres``."""
+    margin = 2 * half + 2 * radius + 2
+    key = np.floor(centres / tile).astype(int)
+    order = np.lexsort((key[:, 0], key[:, 1]))
+    jobs, indices = [], []
+    _, starts = np.unique(key[order], axis=0, return_index=True)
+    for part in np.split(order, np.sort(starts)[1:]):
+        c, p = centres[part], predicted[part]
+        r_crop, r_org = _crop(ref, c, margin)
+        m_crop, m_org = _crop(mov, c + p, margin)
+        rv, _ = _crop(ref_valid, c, margin) if ref_valid is not None else (None, None)
+        mv, _ = _crop(mov_valid, c + p, margin) if mov_valid is not None else (None, None)
+        jobs.append(MatchJob(r_crop, m_crop, rv, mv, r_org, m_org, c, p, half, radius,
+                             min_energy))
+        indices.append(part)
+    return jobs, indices
+
+
+def run_match_job(job: MatchJob) -> LocalMatches:
+    """The matches of one window job, in full-image coordinates."""
+    c = job.centres - job.ref_origin
+    p = job.predicted - (job.mov_origin - job.ref_origin)
+    m = _match_all(job.ref, job.mov, c, p, job.half, job.radius, job.ref_valid,
+                   job.mov_valid, job.min_energy)
+    return LocalMatches(m.src + job.ref_origin, m.dst + job.mov_origin, m.ncc, m.margin,
+                        m.valid)
+
+
 def match_points(
+    ref: np.ndarray,
+    mov: np.ndarray,
+    centres: np.ndarray,
+    predicted: np.ndarray,
+    half: int,
+    radius: int,
+    ref_valid: np.ndarray | None = None,
+    mov_valid: np.ndarray | None = None,
+    min_energy: float = 0.05,
+    executor: Executor | None = None,
+    tile: int = 512,
+) -> LocalMatches:
+    """Find, for each centre in ``ref``, the sub-pixel position in ``mov`` with the highest
+    feature NCC within ``radius`` of ``centre + predicted``: one window job per tile of
+    points, run by ``executor`` (in this process by default)."""
+    n = len(centres)
+    if n == 0:
+        return _match_all(ref, mov, centres, predicted, half, radius)
+    jobs, indices = plan_match_jobs(ref, mov, centres, predicted, half, radius, ref_valid,
+                                    mov_valid, min_energy, tile)
+    results = (executor or LOCAL).map(run_match_job, [(j,) for j in jobs])
+    out = {f: np.empty((n, 2)) if f in ("src", "dst") else np.empty(n, bool if f == "valid"
+                                                                       else float)
+           for f in ("src", "dst", "ncc", "margin", "valid")}
+    for idx, r in zip(indices, results, strict=True):
+        for f in out:
+            out[f][idx] = getattr(r, f)
+    return LocalMatches(**out)
+
+
+def _match_all(
     ref: np.ndarray,
     mov: np.ndarray,
     centres: np.ndarray,

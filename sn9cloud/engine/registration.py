@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 
 from sn9cloud.engine.coarse import coarse_align, coarse_displacement
+from sn9cloud.engine.executor import Executor
 from sn9cloud.engine.features import structure_features, to_intensity
 from sn9cloud.engine.fit import LAMBDAS, DisplacementField, FitResult, fit_field
 from sn9cloud.engine.grid import (
@@ -44,6 +45,7 @@ class RegistrationOptions:
     min_inlier_fraction: float = 0.2
     min_point_fraction: float = 0.1  # inliers per lattice point of the finest level
     max_estimated_error_px: float = 3.0  # working px, LOO mean
+    job_tile: int = 512  # matching window jobs: points of one tile of this many level px
 
 
 @dataclass
@@ -100,9 +102,15 @@ def _pyramid(a: np.ndarray, m: np.ndarray, levels: int) -> list[tuple[np.ndarray
 
 
 def register(
-    optical: GeoImage, sar: GeoImage, options: RegistrationOptions | None = None
+    optical: GeoImage,
+    sar: GeoImage,
+    options: RegistrationOptions | None = None,
+    executor: Executor | None = None,
 ) -> RegistrationResult:
-    """Register ``sar`` to ``optical``; raise rather than return an unreliable field."""
+    """Register ``sar`` to ``optical``; raise rather than return an unreliable field.
+
+    Each matching pass is planned as window jobs (a tile of points each) that ``executor``
+    runs: in this process by default, on a Ray cluster with `sn9cloud.distributed`."""
     opt = options or RegistrationOptions()
     if opt.model not in MODELS:
         raise InputError(f"unknown model {opt.model!r}: choose one of {', '.join(MODELS)}")
@@ -183,12 +191,14 @@ def register(
         step = max(opt.step, int(np.ceil(np.sqrt(fo.shape[0] * fo.shape[1] / opt.max_points))))
         pts = grid_points(fo.shape[1], fo.shape[0], step, opt.half + 2)
         pred = predict_px(pts * scale + (scale - 1) / 2.0, fld) / scale
-        fwd = match_points(fo, fs, pts, pred, opt.half, radius, om, sm)
+        fwd = match_points(fo, fs, pts, pred, opt.half, radius, om, sm, executor=executor,
+                           tile=opt.job_tile)
         ok = fwd.valid & (fwd.ncc >= opt.min_ncc) & (fwd.margin >= opt.min_margin)
         # backward, for the forward matches only: from the SAR position back to the optical
         consistent = np.zeros(len(pts), bool)
         if ok.any():
-            bwd = match_points(fs, fo, fwd.dst[ok], (fwd.src - fwd.dst)[ok], opt.half, 2, sm, om)
+            bwd = match_points(fs, fo, fwd.dst[ok], (fwd.src - fwd.dst)[ok], opt.half, 2, sm,
+                               om, executor=executor, tile=opt.job_tile)
             back_err = np.hypot(*(bwd.dst - fwd.src[ok]).T)
             consistent[ok] = bwd.valid & (back_err <= opt.consistency_px)
         src_w = fwd.src[consistent] * scale + (scale - 1) / 2.0

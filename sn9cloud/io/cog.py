@@ -11,7 +11,6 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import rasterio
@@ -19,6 +18,7 @@ from rasterio.windows import Window
 from rio_cogeo.cogeo import cog_translate
 from rio_cogeo.profiles import cog_profiles
 
+from sn9cloud.engine.executor import LOCAL, Executor
 from sn9cloud.engine.offsets import windows
 from sn9cloud.engine.types import Grid
 from sn9cloud.errors import OutputError
@@ -50,6 +50,7 @@ def build_offsets_cog(
     grid: Grid,
     window_fn: Callable[[tuple[int, int, int, int]], np.ndarray],
     tags: dict[str, str] | None = None,
+    executor: Executor | None = None,
 ) -> str:
     """Build a 2-band float32 COG (dx, dy) on ``grid`` in ``workdir``; return its path.
 
@@ -64,16 +65,11 @@ def build_offsets_cog(
         "dtype": "float32", "crs": grid.crs, "transform": grid.transform,
         "tiled": True, "blockxsize": BLOCK, "blockysize": BLOCK, "BIGTIFF": "IF_SAFER",
     }
-    wins = list(windows(grid, BLOCK))
-    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB), rasterio.open(raw, "w", **profile) as dst, \
-            ThreadPoolExecutor(max_workers=2) as pool:
-        # compute the next windows while GDAL writes this one (bounded look-ahead)
-        pending = [pool.submit(window_fn, w) for w in wins[:LOOKAHEAD]]
-        for i, (r, c, h, w) in enumerate(wins):
-            block = pending[i].result()
-            pending[i] = None  # type: ignore[call-overload]
-            if i + LOOKAHEAD < len(wins):
-                pending.append(pool.submit(window_fn, wins[i + LOOKAHEAD]))
+    wins = [(w,) for w in windows(grid, BLOCK)]
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB), rasterio.open(raw, "w", **profile) as dst:
+        # the executor computes the next windows while GDAL writes this one
+        blocks = (executor or LOCAL).imap(window_fn, wins, lookahead=LOOKAHEAD)
+        for ((r, c, h, w),), block in zip(wins, blocks, strict=True):
             if not np.all(np.isfinite(block)):
                 raise OutputError(f"non-finite offsets in window {r},{c}")
             dst.write(block.astype(np.float32), window=Window(c, r, w, h))

@@ -1,0 +1,93 @@
+"""Many pairs at once on a Ray cluster: one task per pair, a bounded number in flight,
+progress as they finish, retries when a worker or node is lost.
+
+Each pair is published exactly once however often its task runs: the result id is
+deterministic and the item is created only if absent, so a retried task (or a rerun of an
+interrupted batch) finds its pair published and skips it.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pystac
+import ray
+
+from sn9cloud.pipeline import PairOutcome, Progress, RunOptions, process_pair
+from sn9cloud.stac.pairing import ItemPair
+from sn9cloud.stac.publish import Publisher
+
+#: a worker process or node lost mid-task costs a retry, not the batch
+MAX_RETRIES = 3
+
+
+def _item(d: dict, href: str | None) -> pystac.Item:
+    it = pystac.Item.from_dict(d, preserve_dict=False)
+    if href:
+        it.set_self_href(href)
+    return it
+
+
+@ray.remote(max_retries=MAX_RETRIES)
+def _pair_task(optical: dict, optical_href: str | None, sar: dict, sar_href: str | None,
+               overlap: float, options: RunOptions, spread_windows: bool) -> PairOutcome:
+    pair = ItemPair(_item(optical, optical_href), _item(sar, sar_href), overlap)
+    executor = None
+    if spread_windows:
+        from sn9cloud.distributed.executor import RayExecutor
+
+        executor = RayExecutor()
+    try:
+        publisher = Publisher(options.output, options.results_collection)
+    except Exception as e:
+        return PairOutcome(pair.name, "failed", error=str(e))
+    outcome = process_pair(pair, publisher, options, executor)
+    outcome.node = ray.get_runtime_context().get_node_id()
+    return outcome
+
+
+def run_batch(
+    pairs: list[ItemPair],
+    options: RunOptions,
+    progress: Progress | None = None,
+    max_in_flight: int | None = None,
+    spread_windows: bool = False,
+    cpus_per_pair: float = 1.0,
+) -> list[PairOutcome]:
+    """Run every pair on the connected cluster (see `cluster.connect`); outcomes in the
+    order of ``pairs``."""
+    from sn9cloud.distributed.cluster import require, runtime_env
+
+    require({"CPU": cpus_per_pair})
+    cpus = int(ray.cluster_resources().get("CPU", 1))
+    limit = max_in_flight or max(1, 2 * cpus)  # enough to keep every core busy, no more
+    # the S3 and GDAL settings of this moment, not of when the cluster was joined
+    task = _pair_task.options(num_cpus=cpus_per_pair, runtime_env=runtime_env())
+    outcomes: list[PairOutcome | None] = [None] * len(pairs)
+    in_flight: dict = {}
+    started: dict = {}
+    todo = list(enumerate(pairs))
+    done = 0
+    while todo or in_flight:
+        while todo and len(in_flight) < limit:
+            i, p = todo.pop(0)
+            ref = task.remote(p.optical.to_dict(include_self_link=False), p.optical.get_self_href(),
+                              p.sar.to_dict(include_self_link=False), p.sar.get_self_href(),
+                              p.overlap, options, spread_windows)
+            in_flight[ref] = i
+            started[ref] = time.perf_counter()
+        ready, _ = ray.wait(list(in_flight), num_returns=1)
+        for ref in ready:
+            i = in_flight.pop(ref)
+            try:
+                outcome = ray.get(ref)
+            except Exception as e:  # retries exhausted: the pair fails, the batch goes on
+                msg = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+                outcome = PairOutcome(pairs[i].name, "failed", error=f"lost after "
+                                      f"{MAX_RETRIES} retries: {msg}",
+                                      seconds=round(time.perf_counter() - started[ref], 3))
+            outcomes[i] = outcome
+            done += 1
+            if progress:
+                progress(done, len(pairs), outcome)
+    return [o for o in outcomes if o is not None]
