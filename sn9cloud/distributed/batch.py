@@ -61,8 +61,13 @@ def run_batch(
     require({"CPU": cpus_per_pair})
     cpus = int(ray.cluster_resources().get("CPU", 1))
     limit = max_in_flight or max(1, 2 * cpus)  # enough to keep every core busy, no more
-    # the S3 and GDAL settings of this moment, not of when the cluster was joined
-    task = _pair_task.options(num_cpus=cpus_per_pair, runtime_env=runtime_env())
+    # the S3 and GDAL settings of this moment, not of when the cluster was joined; the
+    # job's own environment when they are the same (a new one costs fresh worker processes)
+    env = runtime_env()
+    job_env = dict(ray.get_runtime_context().runtime_env or {})
+    task = _pair_task.options(num_cpus=cpus_per_pair)
+    if job_env.get("env_vars") != env["env_vars"]:
+        task = task.options(runtime_env=env)
     outcomes: list[PairOutcome | None] = [None] * len(pairs)
     in_flight: dict = {}
     started: dict = {}

@@ -13,14 +13,18 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
+import cv2
+
 
 def threads() -> int:
-    """Threads one process may use for FFTs and OpenCV: ``SN9CLOUD_THREADS`` or all cores.
-
-    Ray workers are single-threaded (the cluster runs one job per core), so they set 1.
+    """Threads one process may use for FFTs, OpenCV and GDAL: ``SN9CLOUD_THREADS`` or all
+    cores. Ray workers are single-threaded (the cluster runs one job per core): they set 1.
     """
     v = os.environ.get("SN9CLOUD_THREADS")
-    return max(1, int(v)) if v else (os.cpu_count() or 1)
+    n = max(1, int(v)) if v else (os.cpu_count() or 1)
+    if v and cv2.getNumThreads() != n:
+        cv2.setNumThreads(n)
+    return n
 
 
 class Executor(Protocol):

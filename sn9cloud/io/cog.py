@@ -18,7 +18,7 @@ from rasterio.windows import Window
 from rio_cogeo.cogeo import cog_translate
 from rio_cogeo.profiles import cog_profiles
 
-from sn9cloud.engine.executor import LOCAL, Executor
+from sn9cloud.engine.executor import LOCAL, Executor, threads
 from sn9cloud.engine.offsets import windows
 from sn9cloud.engine.types import Grid
 from sn9cloud.errors import OutputError
@@ -83,7 +83,7 @@ def build_offsets_cog(
                         "BIGTIFF": "IF_SAFER"})
     cog_translate(raw, cog, out_profile, in_memory=False, quiet=True,
                   overview_resampling="average", use_cog_driver=False,
-                  config={"GDAL_NUM_THREADS": "ALL_CPUS", "GDAL_CACHEMAX": GDAL_CACHE_MB})
+                  config={"GDAL_NUM_THREADS": str(threads()), "GDAL_CACHEMAX": GDAL_CACHE_MB})
     os.unlink(raw)
     return cog
 
