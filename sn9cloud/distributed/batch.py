@@ -65,9 +65,10 @@ def run_batch(
     # job's own environment when they are the same (a new one costs fresh worker processes)
     env = runtime_env()
     job_env = dict(ray.get_runtime_context().runtime_env or {})
-    task = _pair_task.options(num_cpus=cpus_per_pair)
+    opts: dict = {"num_cpus": cpus_per_pair}
     if job_env.get("env_vars") != env["env_vars"]:
-        task = task.options(runtime_env=env)
+        opts["runtime_env"] = env
+    task = _pair_task.options(**opts)
     outcomes: list[PairOutcome | None] = [None] * len(pairs)
     in_flight: dict = {}
     started: dict = {}

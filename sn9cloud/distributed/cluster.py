@@ -59,8 +59,10 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> dict:
             if address:
                 ray.init(address=address, runtime_env=runtime_env(), log_to_driver=False)
             else:
-                ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False,
-                         runtime_env=runtime_env(), log_to_driver=False)
+                # "local": a new cluster of this process, never one left running here
+                ray.init(address="local", num_cpus=num_cpus or os.cpu_count(),
+                         include_dashboard=False, runtime_env=runtime_env(),
+                         log_to_driver=False)
         except ClusterError:
             raise
         except Exception as e:
