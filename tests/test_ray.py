@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -197,54 +196,3 @@ def test_workers_get_the_s3_settings(cluster: None, s3_env: str) -> None:
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket="sn9-ray", Prefix="out/")["Contents"]]
     assert sum(k.endswith(".tif") for k in keys) == 3
 
-
-def test_submitted_as_a_ray_job(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """`sn9cloud run --ray` as the entrypoint of a Ray job (the Jobs SDK, as `ray job
-    submit` does): it joins the cluster it runs in."""
-    import socket
-
-    from ray.job_submission import JobStatus, JobSubmissionClient
-
-    def free() -> int:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            return s.getsockname()[1]
-
-    dash, gcs = free(), free()
-    temp = Path(tempfile.mkdtemp(prefix="sn9-ray-"))
-    # a cluster started by `ray start` wants a token; this test's own, for both sides
-    token = os.urandom(16).hex()
-    monkeypatch.setenv("RAY_AUTH_MODE", "token")
-    monkeypatch.setenv("RAY_AUTH_TOKEN", token)
-    head = subprocess.Popen(
-        [str(Path(sys.executable).with_name("ray")), "start", "--head", "--block",
-         "--num-cpus=2", f"--port={gcs}", "--include-dashboard=true",
-         "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", f"--temp-dir={temp}",
-         "--disable-usage-stats"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy())
-    try:
-        client = None
-        for _ in range(120):
-            try:
-                client = JobSubmissionClient(f"http://127.0.0.1:{dash}",
-                                             headers={"Authorization": f"Bearer {token}"})
-                break
-            except Exception:
-                time.sleep(0.5)
-        assert client is not None
-        out = tmp_path / "out"
-        job = client.submit_job(
-            entrypoint=f"{sys.executable} -m sn9cloud.cli run {CATALOG} --out {out} --ray")
-        status = None
-        for _ in range(240):
-            status = client.get_job_status(job)
-            if status in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED):
-                break
-            time.sleep(0.5)
-        logs = client.get_job_logs(job)
-        assert status == JobStatus.SUCCEEDED, logs[-3000:]
-        assert "3 published" in logs and "Ray cluster: 2 CPUs" in logs
-        assert len(_items(out)) == 3
-    finally:
-        head.terminate()
-        head.wait(60)
