@@ -31,14 +31,18 @@ def main() -> None:
 @click.option("--report", "report_path", default=None, help="Write the registration report (JSON).")
 @click.option("--max-working-size", type=int, default=1024, show_default=True,
               help="Longest side of the working grid, px.")
+@click.option("--matcher", type=click.Choice(["engine", "keypoints", "baseline"]),
+              default="engine", show_default=True,
+              help="engine; keypoints: the engine refined by the learned detectors; "
+                   "baseline: the SpaceNet 9 baseline's workflow (detectors + RANSAC affine).")
 def register(optical: str, sar: str, output: str, model: str, report_path: str | None,
-             max_working_size: int) -> None:
+             max_working_size: int, matcher: str) -> None:
     """Register SAR to OPTICAL and write the SpaceNet 9 offset map on the optical grid."""
     from sn9cloud.register_pair import register_files
 
     try:
         report = register_files(optical, sar, output, model=model, report_path=report_path,
-                                max_working_size=max_working_size)
+                                max_working_size=max_working_size, matcher=matcher)
     except Sn9Error as e:
         _fail(e)
     click.echo(

@@ -18,7 +18,7 @@ from sn9cloud.engine import RegistrationOptions, RegistrationResult, register
 from sn9cloud.engine.executor import Executor
 from sn9cloud.engine.offsets import offset_window
 from sn9cloud.engine.types import GeoImage, Grid
-from sn9cloud.errors import OutputError
+from sn9cloud.errors import InputError, OutputError
 from sn9cloud.io.cog import check_writable, write_offsets_cog
 from sn9cloud.io.raster import read_image
 
@@ -43,21 +43,45 @@ class RegisteredPair:
         return offset_window(self.result.field, self.optical_grid, self.sar_grid, window)
 
 
+MATCHERS = ("engine", "keypoints", "baseline")
+
+
 def register_hrefs(
     optical: str, sar: str, model: str = "nonrigid", max_working_size: int = 1024,
-    executor: Executor | None = None,
+    executor: Executor | None = None, matcher: str = "engine",
 ) -> RegisteredPair:
     """Read both rasters (decimated on read: overviews of a COG, never the whole scene)
-    and register them."""
+    and register them.
+
+    ``matcher``: "engine" (structure features, dense matching), "keypoints" (the engine,
+    then the learned detectors as a refining matcher), "baseline" (the SpaceNet 9
+    baseline's own workflow: grid keypoints, SAR detector, RANSAC affine)."""
+    if matcher not in MATCHERS:
+        raise InputError(f"unknown matcher {matcher!r}: choose one of {', '.join(MATCHERS)}")
     t0 = time.perf_counter()
     read = 2 * max_working_size
     o_img, opt_grid = read_image(optical, "optical", max_size=read)
     s_img, sar_grid = read_image(sar, "SAR", max_size=read)
     t_read = time.perf_counter() - t0
-    result = register_images(o_img, s_img, model, max_working_size, executor)
+    if matcher == "engine":
+        result = register_images(o_img, s_img, model, max_working_size, executor)
+    else:
+        from sn9cloud.engine.keypoints import baseline_register, refine_with_detector
+        from sn9cloud.models.detector import load_detector
+
+        detector = load_detector("sar")
+        if matcher == "baseline":
+            result = baseline_register(o_img, s_img, detector,
+                                       max_working_size=max_working_size, executor=executor)
+        else:
+            result = register_images(o_img, s_img, model, max_working_size, executor)
+            result = refine_with_detector(result, o_img, s_img, detector,
+                                          max_working_size=max_working_size,
+                                          executor=executor)
     report = result.report.to_dict()
     report["timings_s"]["read"] = round(t_read, 4)
     report.update({"optical": optical, "sar": sar, "algorithm_version": ALGORITHM_VERSION,
+                   "matcher": matcher,
                    "field": result.field.to_dict()})
     return RegisteredPair(result, opt_grid, sar_grid, report)
 
@@ -74,13 +98,14 @@ def register_files(
     model: str = "nonrigid",
     report_path: str | None = None,
     max_working_size: int = 1024,
+    matcher: str = "engine",
 ) -> dict:
     """Register ``sar`` to ``optical`` and write the offset map to ``output``."""
     t0 = time.perf_counter()
     check_writable(output)
     if report_path:
         _check_report_path(report_path)
-    pair = register_hrefs(optical, sar, model, max_working_size)
+    pair = register_hrefs(optical, sar, model, max_working_size, matcher=matcher)
     t1 = time.perf_counter()
     write_offsets_cog(output, pair.optical_grid, pair.offsets, tags=cog_tags(model))
     report = pair.report

@@ -1,0 +1,197 @@
+"""Learned keypoint detectors as matchers, two ways.
+
+* `baseline_register`: the SpaceNet 9 baseline's own workflow: optical keypoints on a
+  uniform grid (every 100 m), the SAR detector on tiles around each (both images on one
+  grid at the coarser resolution), RANSAC affine on the detected pairs. Its wide search is
+  what limited it; it is here to compare with the paper.
+* `refine_with_detector`: the detectors as a refining matcher. Tiles are centred by the
+  engine's field, so the detector only has to find the keypoint near the tile centre;
+  its confident matches that agree with the field join the engine's matches in the same
+  robust fit, and the refined field is kept only if its cross-validated error is lower.
+
+The engine does not know torch: a detector is anything with `tile` and `locate`.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Protocol
+
+import numpy as np
+
+from sn9cloud.engine.executor import LOCAL, Executor
+from sn9cloud.engine.features import to_intensity
+from sn9cloud.engine.fit import DisplacementField, fit_field
+from sn9cloud.engine.grid import check_crs_pair, linear_inverse, pixel_centres_to_map, resample_to
+from sn9cloud.engine.registration import RegistrationReport, RegistrationResult
+from sn9cloud.engine.types import GeoImage, Grid
+from sn9cloud.errors import UnreliableRegistrationError
+
+
+class Detector(Protocol):
+    tile: int
+
+    def locate(self, source: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(N, T, T) source tiles centred on keypoints and target tiles of the same windows
+        -> (N, 2) keypoint (x, y) in each target tile, (N,) confidence in [0, 1]."""
+        ...
+
+
+def crop_tiles(a: np.ndarray, centres: np.ndarray, tile: int) -> tuple[np.ndarray, np.ndarray]:
+    """(N, tile, tile) crops whose centre pixels are the rounded ``centres`` (zero
+    outside), and their upper-left corners (N, 2)."""
+    h, w = a.shape
+    c = np.round(centres).astype(int)
+    origins = c - tile // 2
+    pad = tile
+    ap = np.pad(a, pad)
+    idx = np.arange(tile)
+    ys = np.clip(origins[:, 1] + pad, 0, h + pad)[:, None] + idx
+    xs = np.clip(origins[:, 0] + pad, 0, w + pad)[:, None] + idx
+    return ap[ys[:, :, None], xs[:, None, :]].astype(np.float32), origins
+
+
+def _locate_jobs(detector: Detector, src: np.ndarray, tgt: np.ndarray, executor: Executor,
+                 batch: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    jobs = [(src[i:i + batch], tgt[i:i + batch]) for i in range(0, len(src), batch)]
+    out = executor.map(detector.locate, jobs)
+    if not out:
+        return np.zeros((0, 2)), np.zeros(0)
+    return np.concatenate([o[0] for o in out]), np.concatenate([o[1] for o in out])
+
+
+def _common_grid(optical: GeoImage, sar: GeoImage, max_working_size: int) -> Grid:
+    """The optical grid at the coarser of the two resolutions (the baseline's alignment),
+    no larger than ``max_working_size``."""
+    coarser = max(max(optical.grid.pixel_size), max(sar.grid.pixel_size))
+    factor = max(coarser / min(optical.grid.pixel_size),
+                 max(optical.grid.width, optical.grid.height) / max_working_size, 1.0)
+    return optical.grid.scaled(factor)
+
+
+def _on_grid(optical: GeoImage, sar: GeoImage, g: Grid) -> tuple[np.ndarray, np.ndarray,
+                                                                   np.ndarray]:
+    o, om = resample_to(optical, g, is_sar=False)
+    s, sm = resample_to(sar, g, is_sar=True)
+    o = to_intensity(o, is_sar=False, valid=om)
+    s = to_intensity(s, is_sar=True, valid=sm)
+    o[~om], s[~sm] = 0.0, 0.0
+    return o, s, om
+
+
+def baseline_register(
+    optical: GeoImage,
+    sar: GeoImage,
+    detector: Detector,
+    spacing_m: float = 100.0,
+    max_points: int = 400,
+    min_confidence: float = 0.3,
+    max_working_size: int = 1024,
+    executor: Executor | None = None,
+) -> RegistrationResult:
+    """The SpaceNet 9 baseline: grid keypoints, SAR detector, RANSAC affine."""
+    t0 = time.perf_counter()
+    check_crs_pair(optical.crs, sar.crs)
+    g = _common_grid(optical, sar, max_working_size)
+    o, s, om = _on_grid(optical, sar, g)
+    px = float(np.mean(g.pixel_size))
+    step = max(spacing_m / px, np.sqrt(g.width * g.height / max_points), 4.0)
+    xs = np.arange(step / 2, g.width, step)
+    ys = np.arange(step / 2, g.height, step)
+    pts = np.array([(x, y) for y in ys for x in xs])
+    pts = pts[om[pts[:, 1].astype(int), pts[:, 0].astype(int)]]
+    src_tiles, origins = crop_tiles(o, pts, detector.tile)
+    tgt_tiles, _ = crop_tiles(s, pts, detector.tile)
+    q, conf = _locate_jobs(detector, src_tiles, tgt_tiles, executor or LOCAL)
+    dst = origins + q
+    keep = conf >= min_confidence
+    if keep.sum() < 6:
+        raise UnreliableRegistrationError(
+            f"the SAR detector found only {int(keep.sum())} confident keypoints of "
+            f"{len(pts)}; the pair cannot be registered reliably by the baseline")
+    src_map = pixel_centres_to_map(g.transform, pts[keep])
+    disp_map = pixel_centres_to_map(g.transform, dst[keep]) - src_map
+    fit = fit_field(src_map, disp_map, "affine", threshold=3.0 * px)
+    n_inl = int(fit.inliers.sum())
+    if n_inl < 6:
+        raise UnreliableRegistrationError(
+            f"only {n_inl} detector matches agree on one affine; the pair cannot be "
+            "registered reliably by the baseline")
+    res = np.hypot(*fit.residuals.T) / px
+    report = RegistrationReport(
+        model="baseline-affine", working_pixel_size=g.pixel_size,
+        working_shape=(g.height, g.width), overlap_fraction=float(om.mean()),
+        coarse={}, matches=len(pts), consistent_matches=int(keep.sum()), inliers=n_inl,
+        residual_rmse_px=float(np.sqrt(np.mean(res**2))),
+        residual_p90_px=float(np.percentile(res, 90)),
+        estimated_error_px=float(np.mean(np.hypot(*fit.loo_residuals.T)) / px),
+        timings_s={"total": round(time.perf_counter() - t0, 4)},
+    )
+    report.estimated_error_m = report.estimated_error_px * px
+    return RegistrationResult(fit.field, optical.grid, sar.grid, report,
+                              src_map[fit.inliers], disp_map[fit.inliers])
+
+
+def refine_with_detector(
+    result: RegistrationResult,
+    optical: GeoImage,
+    sar: GeoImage,
+    detector: Detector,
+    max_points: int = 300,
+    min_confidence: float = 0.5,
+    max_correction_px: float = 4.0,
+    max_working_size: int = 1024,
+    executor: Executor | None = None,
+) -> RegistrationResult:
+    """The detector as a refining matcher around the engine's field (see module doc)."""
+    t0 = time.perf_counter()
+    g = _common_grid(optical, sar, max_working_size)
+    o, s, om = _on_grid(optical, sar, g)
+    px = float(np.mean(g.pixel_size))
+    step = max(np.sqrt(g.width * g.height / max_points), 8.0)
+    xs = np.arange(step / 2, g.width, step)
+    ys = np.arange(step / 2, g.height, step)
+    pts = np.array([(x, y) for y in ys for x in xs])
+    pts = pts[om[pts[:, 1].astype(int), pts[:, 0].astype(int)]]
+    info = {"points": len(pts), "accepted": 0, "kept": False}
+    if len(pts) == 0:
+        result.report.levels.append({"detector_refinement": info})
+        return result
+    pred = _predict_px(result.field, g, pts)
+    src_tiles, _ = crop_tiles(o, pts, detector.tile)
+    tgt_tiles, t_origins = crop_tiles(s, pts + pred, detector.tile)
+    q, conf = _locate_jobs(detector, src_tiles, tgt_tiles, executor or LOCAL)
+    dst = t_origins + q
+    correction = dst - (pts + pred)
+    ok = (conf >= min_confidence) & (np.hypot(*correction.T) <= max_correction_px)
+    info["accepted"] = int(ok.sum())
+    if ok.sum() >= 6:
+        src_map = pixel_centres_to_map(g.transform, pts[ok])
+        disp_map = pixel_centres_to_map(g.transform, dst[ok]) - src_map
+        all_src = np.concatenate([result.matches_src, src_map])
+        all_disp = np.concatenate([result.matches_disp, disp_map])
+        model = "affine" if result.field.is_affine else "nonrigid"
+        fit = fit_field(all_src, all_disp, model, threshold=1.5 * px, gate=3.0 * px)
+        # keep it only if the engine's own matches are predicted better (cross-validated)
+        from_engine = np.flatnonzero(fit.inliers) < len(result.matches_src)
+        before = result.report.estimated_error_m
+        after = float(np.mean(np.hypot(*fit.loo_residuals[from_engine].T))) \
+            if from_engine.any() else np.inf
+        info.update({"estimated_error_m_before": round(before, 4),
+                     "estimated_error_m_after": round(after, 4)})
+        if after < before:
+            info["kept"] = True
+            wpx = result.report.estimated_error_m / max(result.report.estimated_error_px, 1e-12)
+            result = RegistrationResult(fit.field, result.optical_grid, result.sar_grid,
+                                        result.report, all_src[fit.inliers],
+                                        all_disp[fit.inliers])
+            result.report.estimated_error_m = after
+            result.report.estimated_error_px = after / wpx
+    info["seconds"] = round(time.perf_counter() - t0, 4)
+    result.report.levels.append({"detector_refinement": info})
+    return result
+
+
+def _predict_px(field: DisplacementField, g: Grid, pts: np.ndarray) -> np.ndarray:
+    d = field(pixel_centres_to_map(g.transform, pts))
+    return d @ linear_inverse(g.transform).T

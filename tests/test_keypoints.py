@@ -1,0 +1,152 @@
+"""The learned keypoint detectors: the U-Net and its loss, safe weights (checksum,
+architecture, never code from a file), the training command end to end with resume, and
+clear errors on bad tie-points."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from sn9cloud.errors import InputError  # noqa: E402
+from sn9cloud.models.unet import (  # noqa: E402
+    KeypointUNet,
+    UNetConfig,
+    gaussian_heatmap,
+    heatmap_peak,
+    weighted_mse,
+)
+from sn9cloud.models.weights import ModelError, load_model, save_model  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = UNetConfig(widths=(4, 8), tile=64)
+
+
+def test_unet_heatmap_shape_and_peak() -> None:
+    m = KeypointUNet(TINY).eval()
+    x = torch.rand(3, 1, 64, 64)
+    with torch.no_grad():
+        h = m(x, x)
+    assert h.shape == (3, 1, 64, 64) and float(h.min()) >= 0 and float(h.max()) <= 1
+    g = gaussian_heatmap(64, 20.3, 41.7, sigma=3.0)[None, None]
+    cx, cy, v = heatmap_peak(g)
+    assert abs(float(cx[0]) - 20.3) < 0.3 and abs(float(cy[0]) - 41.7) < 0.3
+    assert float(v[0]) > 0.9
+
+
+def test_weighted_mse_balances_keypoint_and_background() -> None:
+    t = gaussian_heatmap(64, 32, 32, sigma=4.0)[None, None]
+    zeros = torch.zeros_like(t)
+    assert float(weighted_mse(t, t)) == 0.0
+    # predicting all background is penalised like missing half the weight, not ~0
+    assert float(weighted_mse(zeros, t)) > 0.05
+    assert float(weighted_mse(zeros, t)) > float(weighted_mse(t * 0.8, t))
+
+
+def test_weights_roundtrip_with_checksum(tmp_path: Path) -> None:
+    m = KeypointUNet(TINY)
+    digest = save_model(m, tmp_path / "w.safetensors", {"note": "x"})
+    back = load_model(tmp_path / "w.safetensors", digest)
+    for k, v in m.state_dict().items():
+        assert torch.equal(v, back.state_dict()[k])
+
+
+def test_tampered_weights_are_refused(tmp_path: Path) -> None:
+    p = tmp_path / "w.safetensors"
+    digest = save_model(KeypointUNet(TINY), p)
+    data = bytearray(p.read_bytes())
+    data[-5] ^= 0xFF
+    p.write_bytes(bytes(data))
+    with pytest.raises(ModelError, match="checksum mismatch"):
+        load_model(p, digest)
+
+
+def test_weights_of_another_architecture_are_refused(tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    p = tmp_path / "w.safetensors"
+    save_file({"head.weight": torch.zeros(3, 3)}, str(p),
+              metadata={"architecture": "sn9cloud.KeypointUNet",
+                        "config": json.dumps(TINY.to_dict())})
+    with pytest.raises(ModelError, match="another architecture"):
+        load_model(p, None)
+
+
+
+def test_a_pickle_is_never_executed(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (Path.touch, (marker,))
+
+    p = tmp_path / "w.safetensors"
+    p.write_bytes(pickle.dumps({"model": Payload()}))
+    with pytest.raises(ModelError, match="not a safetensors file"):
+        load_model(p, None)
+    assert not marker.exists()
+
+
+@pytest.fixture(scope="module")
+def small_dataset(tmp_path_factory: pytest.TempPathFactory, data: Path) -> Path:
+    out = tmp_path_factory.mktemp("tp")
+    res = subprocess.run([sys.executable, str(ROOT / "training" / "make_tiepoints.py"),
+                          "--out", str(out), "--limit", "5", "--per-pair", "1",
+                          "--data", str(data)], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    return out
+
+
+def test_tiepoints_are_in_the_sn9_format(small_dataset: Path) -> None:
+    m = json.loads((small_dataset / "manifest.json").read_text())
+    assert {s["split"] for s in m["scenes"]} == {"train", "val"}
+    header = (small_dataset / m["scenes"][0]["tiepoints"]).read_text().splitlines()[0]
+    assert header == "sar_row,sar_col,optical_row,optical_col"
+
+
+def test_training_runs_and_resumes(small_dataset: Path, tmp_path: Path) -> None:
+    train = [sys.executable, str(ROOT / "training" / "train.py"), "--manifest",
+             str(small_dataset / "manifest.json"), "--out", str(tmp_path / "run"),
+             "--widths", "4,8", "--tile", "128", "--sigma", "6", "--batch", "4"]
+    res = subprocess.run([*train, "--epochs", "1"], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    res = subprocess.run([*train, "--epochs", "2", "--resume",
+                          str(tmp_path / "run" / "checkpoint.pt")],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    log = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in log] == [1, 2]
+    assert all(np.isfinite(r["val_median_px"]) for r in log)
+    assert (tmp_path / "run" / "sar-detector.safetensors").exists()
+    res = subprocess.run([*train[:-8], "--widths", "8,16", "--tile", "128", "--epochs", "3",
+                          "--resume", str(tmp_path / "run" / "checkpoint.pt")],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode != 0 and "checkpoint of another architecture" in res.stderr
+
+
+def test_bad_tiepoints_are_clear_errors(small_dataset: Path, tmp_path: Path) -> None:
+    from training.dataset import load_scene
+
+    m = json.loads((small_dataset / "manifest.json").read_text())
+    s = m["scenes"][0]
+    opt, sar = str(small_dataset / s["optical"]), str(small_dataset / s["sar"])
+    good = (small_dataset / s["tiepoints"]).read_text().splitlines()
+    cases = {
+        "missing column(s) optical_col": "sar_row,sar_col,optical_row\n1,2,3\n",
+        "NaN": good[0] + "\n1,2,nan,4\n",
+        "duplicate rows": "\n".join([good[0], good[1], good[1]]) + "\n",
+        "optical points outside the optical image": good[0] + "\n1,2,3,99999\n",
+    }
+    for msg, text in cases.items():
+        p = tmp_path / "tp.csv"
+        p.write_text(text)
+        with pytest.raises(InputError, match=re.escape(msg)):
+            load_scene(opt, sar, str(p))

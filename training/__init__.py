@@ -1,0 +1,1 @@
+"""Training of the keypoint detectors (data preparation, dataset, training command)."""
