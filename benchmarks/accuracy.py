@@ -174,6 +174,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", default=None, help="substring of pair names to run")
     ap.add_argument("--methods", default=None, help="comma-separated method names")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--consistency", action="store_true",
+                    help="also score sn9cloud against its own answer on the undistorted pair "
+                         "plus the distortion (what the pair's own co-registration cannot "
+                         "bound)")
     args = ap.parse_args(argv)
 
     methods: dict[str, Callable] = {
@@ -203,20 +207,31 @@ def main(argv: list[str] | None = None) -> int:
         truth, inside = truth_offsets(d, w, h)
         opt = GeoImage(pair.optical, pair.transform, pair.crs)
         sar = GeoImage(sar_px, pair.transform * d.sar_pixel_affine(), pair.crs, valid=sar_valid)
+        own = None
+        if args.consistency:  # the engine's answer on the undistorted pair
+            try:
+                f0 = register(opt, GeoImage(pair.sar.astype(np.float32), pair.transform,
+                                            pair.crs), RegistrationOptions()).field
+                own = offset_window(f0, opt.grid, opt.grid, (0, 0, h, w))
+            except UnreliableRegistrationError:
+                own = None
         for mname, fn in methods.items():
             t0 = time.perf_counter()
             try:
                 fld = fn(opt, sar)
                 off = offset_window(fld, opt.grid, sar.grid, (0, 0, h, w))
                 err = float(np.mean(np.hypot(*(off - truth)[:, inside])))
+                cons = float(np.mean(np.hypot(*(off - truth - own)[:, inside]))) \
+                    if own is not None and mname.startswith("sn9cloud") else float("nan")
                 status = "ok"
             except UnreliableRegistrationError as e:
-                err, status = float("nan"), "declined"
+                err, cons, status = float("nan"), float("nan"), "declined"
                 if mname.startswith("sn9cloud") and pair.group == "city":
                     print(f"   {pair.name} {mname}: {e}", file=sys.stderr)
             dt = time.perf_counter() - t0
             rows.append({"pair": pair.name, "group": pair.group, "method": mname,
                          "nonrigid": bool(i % 2), "error_px": err, "status": status,
+                         "consistency_px": cons,
                          "seconds": dt})
         line = "  ".join(f"{r['method']}={r['error_px']:.2f}" for r in rows[-len(methods):])
         print(f"{pair.name:28s} {line}", flush=True)
@@ -231,7 +246,8 @@ def _summary(rows: list[dict], methods: list[str]) -> None:
     groups = sorted({r["group"] for r in rows}, key=order.index)
     print()
     print(f"{'group':12s} {'method':18s} {'pairs':>5s} {'registered':>10s} {'mean px':>8s} "
-          f"{'max px':>7s} {'declined':>8s} {'wrong>5px':>9s} {'s/pair':>7s}")
+          f"{'max px':>7s} {'declined':>8s} {'wrong>5px':>9s} {'s/pair':>7s} {'consist.':>8s} "
+          f"{'c. max':>6s}")
     for g in groups:
         for m in methods:
             rs = [r for r in rows if r["group"] == g and r["method"] == m]
@@ -244,7 +260,14 @@ def _summary(rows: list[dict], methods: list[str]) -> None:
                   f"{(errs.mean() if len(errs) else float('nan')):8.2f} "
                   f"{(errs.max() if len(errs) else float('nan')):7.2f} "
                   f"{len(rs) - len(ok):8d} {wrong:9d} "
-                  f"{np.mean([r['seconds'] for r in rs]):7.3f}")
+                  f"{np.mean([r['seconds'] for r in rs]):7.3f} "
+                  f"{_nanstat(np.nanmean, [r.get('consistency_px') for r in ok]):8.2f} "
+                  f"{_nanstat(np.nanmax, [r.get('consistency_px') for r in ok]):6.2f}")
+
+
+def _nanstat(fn: Callable, values: list) -> float:
+    v = np.array([x for x in values if x is not None], float)
+    return float(fn(v)) if np.isfinite(v).any() else float("nan")
 
 
 if __name__ == "__main__":

@@ -101,6 +101,9 @@ def _bbox(value: str | None) -> tuple[float, float, float, float] | None:
 @click.option("--results-collection", default="sn9cloud-offsets", show_default=True)
 @click.option("--model", type=click.Choice(["nonrigid", "affine"]), default="nonrigid",
               show_default=True)
+@click.option("--matcher", type=click.Choice(["engine", "keypoints", "baseline"]),
+              default="engine", show_default=True,
+              help="As for `register`; the algorithm version records it.")
 @click.option("--max-working-size", type=int, default=1024, show_default=True)
 @click.option("--force", is_flag=True, help="Republish pairs already published.")
 @click.option("--pgstac", "pgstac_dsn", default=None, metavar="DSN",
@@ -115,8 +118,8 @@ def _bbox(value: str | None) -> tuple[float, float, float, float] | None:
 def run(catalog: str, output: str, collections: tuple[str, ...], bbox: str | None,
         dt: str | None, pairs: tuple[tuple[str, str], ...], sar_collections: tuple[str, ...],
         min_overlap: float, max_days: float | None, results_collection: str, model: str,
-        max_working_size: int, force: bool, pgstac_dsn: str | None, ray_address: str | None,
-        ray_windows: bool, as_json: bool) -> None:
+        matcher: str, max_working_size: int, force: bool, pgstac_dsn: str | None,
+        ray_address: str | None, ray_windows: bool, as_json: bool) -> None:
     """Register every optical/SAR pair of CATALOG (static catalog or STAC API) and publish
     an offset-map COG and a STAC item per pair under --out."""
     from sn9cloud.pipeline import PairOutcome, RunOptions, run_catalog
@@ -124,7 +127,7 @@ def run(catalog: str, output: str, collections: tuple[str, ...], bbox: str | Non
     from sn9cloud.stac.pairing import PairingOptions
 
     options = RunOptions(
-        output=output, results_collection=results_collection, model=model,
+        output=output, results_collection=results_collection, model=model, matcher=matcher,
         max_working_size=max_working_size, force=force,
         pairing=PairingOptions(min_overlap=min_overlap, max_days=max_days,
                                sar_collections=sar_collections),

@@ -32,6 +32,7 @@ class RunOptions:
     output: str
     results_collection: str = "sn9cloud-offsets"
     model: str = "nonrigid"
+    matcher: str = "engine"  # engine | keypoints | baseline (see register_pair)
     max_working_size: int = 1024
     force: bool = False
     pairing: PairingOptions = field(default_factory=PairingOptions)
@@ -93,7 +94,7 @@ def _relative_href(target: str | None, output_item_dir: str) -> str | None:
 
 
 def process_pair(pair: ItemPair, publisher: Publisher, options: RunOptions,
-                 executor: Executor | None = None) -> PairOutcome:
+                 executor: Executor | None = None, detector: object = None) -> PairOutcome:
     """Register and publish one pair; every failure becomes the outcome's error.
 
     ``executor`` runs the pair's window jobs (matching, offset-map windows)."""
@@ -108,7 +109,7 @@ def process_pair(pair: ItemPair, publisher: Publisher, options: RunOptions,
                 publisher.link(existing)  # a run that died before linking left it unlinked
                 out.status = "skipped"
                 return out
-        _published_item(pair, publisher, options, out, executor)
+        _published_item(pair, publisher, options, out, executor, detector)
     except Sn9Error as e:
         out.error = str(e)
     except Exception as e:  # a pair's unexpected failure must not stop the batch
@@ -119,12 +120,12 @@ def process_pair(pair: ItemPair, publisher: Publisher, options: RunOptions,
 
 
 def _published_item(pair: ItemPair, publisher: Publisher, options: RunOptions,
-                    out: PairOutcome, executor: Executor | None) -> None:
+                    out: PairOutcome, executor: Executor | None, detector: object) -> None:
     item_datetime(pair.sar)  # fail early on an item without a time
     optical_href = raster_href(pair.optical, sar=False)
     sar_href = raster_href(pair.sar, sar=True)
     reg = register_hrefs(optical_href, sar_href, options.model, options.max_working_size,
-                         executor)
+                         executor, matcher=options.matcher, detector=detector)
     workdir = tempfile.mkdtemp(prefix="sn9cloud-")
     try:
         t1 = time.perf_counter()

@@ -48,7 +48,7 @@ MATCHERS = ("engine", "keypoints", "baseline")
 
 def register_hrefs(
     optical: str, sar: str, model: str = "nonrigid", max_working_size: int = 1024,
-    executor: Executor | None = None, matcher: str = "engine",
+    executor: Executor | None = None, matcher: str = "engine", detector: object = None,
 ) -> RegisteredPair:
     """Read both rasters (decimated on read: overviews of a COG, never the whole scene)
     and register them.
@@ -69,7 +69,7 @@ def register_hrefs(
         from sn9cloud.engine.keypoints import baseline_register, refine_with_detector
         from sn9cloud.models.detector import load_detector
 
-        detector = load_detector("sar")
+        detector = detector or load_detector("sar")  # an actor pool on a Ray cluster
         if matcher == "baseline":
             result = baseline_register(o_img, s_img, detector,
                                        max_working_size=max_working_size, executor=executor)

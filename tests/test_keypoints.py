@@ -150,3 +150,66 @@ def test_bad_tiepoints_are_clear_errors(small_dataset: Path, tmp_path: Path) -> 
         p.write_text(text)
         with pytest.raises(InputError, match=re.escape(msg)):
             load_scene(opt, sar, str(p))
+
+
+SCHEMAS = ROOT.parent / "shared" / "schemas"
+MODELS = ROOT / "catalogs" / "models"
+
+
+def test_shipped_detector_item_and_checksum() -> None:
+    from sn9cloud.models.detector import load_detector
+    from sn9cloud.stac.validate import validate
+
+    item = json.loads((MODELS / "sar-detector.json").read_text())
+    if SCHEMAS.exists():
+        checked = validate(item, SCHEMAS)
+        assert any("/mlm/" in u for u in checked)
+    assert item["properties"]["sn9cloud:validation"]["val_median_px"] > 0
+    assert (MODELS / "sar-detector.safetensors").stat().st_size < 8 * 2**20  # a few MB
+    det = load_detector("sar", MODELS)
+    assert det.tile == 256
+    # the item's checksum is enforced
+    tampered = json.loads(json.dumps(item))
+    tampered["assets"]["weights"]["file:checksum"] = "1220" + "0" * 64
+    import shutil
+    import tempfile
+
+    d = Path(tempfile.mkdtemp())
+    try:
+        (d / "sar-detector.json").write_text(json.dumps(tampered))
+        shutil.copyfile(MODELS / "sar-detector.safetensors", d / "sar-detector.safetensors")
+        with pytest.raises(ModelError, match="checksum mismatch"):
+            load_detector("sar", d)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def test_both_detector_uses_run_on_the_sample_pair(tmp_path: Path) -> None:
+    """The baseline mode end to end, and the refining use not worse than the engine."""
+    from click.testing import CliRunner
+
+    from sn9cloud.cli import main
+    from sn9cloud.distortion import Distortion, truth_offsets
+
+    sample = ROOT / "catalogs" / "sample-pair"
+    d = Distortion.from_dict(json.loads((sample / "truth.json").read_text())
+                             ["distortion_optical_px"])
+    errs = {}
+    for matcher in ("engine", "keypoints", "baseline"):
+        out = tmp_path / f"{matcher}.tif"
+        res = CliRunner().invoke(main, ["register", str(sample / "optical.tif"),
+                                        str(sample / "sar.tif"), "-o", str(out),
+                                        "--matcher", matcher, "--report",
+                                        str(tmp_path / f"{matcher}.json")])
+        assert res.exit_code == 0, res.output
+        import rasterio
+
+        with rasterio.open(out) as ds:
+            off = ds.read()
+        truth, inside = truth_offsets(d, off.shape[2], off.shape[1])
+        errs[matcher] = float(np.hypot(*(off - truth)[:, inside]).mean())
+    assert errs["keypoints"] <= errs["engine"] + 1e-6
+    assert np.isfinite(errs["baseline"])
+    rep = json.loads((tmp_path / "keypoints.json").read_text())
+    assert rep["matcher"] == "keypoints"
+    assert "detector_refinement" in rep["levels"][-1]

@@ -196,3 +196,23 @@ def test_workers_get_the_s3_settings(cluster: None, s3_env: str) -> None:
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket="sn9-ray", Prefix="out/")["Contents"]]
     assert sum(k.endswith(".tif") for k in keys) == 3
 
+
+
+def test_detector_actors_load_once_on_the_cpu_here(cluster: None) -> None:
+    """Detector actors take no GPU on a CPU-only cluster (they would wait forever) and give
+    the same peaks as the detector in this process."""
+    from sn9cloud.distributed.actors import ActorPoolDetector
+    from sn9cloud.models.detector import load_detector
+
+    pool = ActorPoolDetector("sar", actors=2, batch=4)
+    try:
+        assert pool.devices == ["cpu", "cpu"]
+        rng = np.random.default_rng(0)
+        a = rng.random((6, pool.tile, pool.tile), dtype=np.float32)
+        b = rng.random((6, pool.tile, pool.tile), dtype=np.float32)
+        xy, conf = pool.locate(a, b)
+        xy0, conf0 = load_detector("sar").locate(a, b)
+        np.testing.assert_allclose(xy, xy0, atol=1e-4)
+        np.testing.assert_allclose(conf, conf0, atol=1e-5)
+    finally:
+        pool.close()

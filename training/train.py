@@ -65,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tile", type=int, default=256)
     ap.add_argument("--sigma", type=float, default=13.0)
     ap.add_argument("--widths", default="16,32,64,128")
+    ap.add_argument("--no-correlation", action="store_true",
+                    help="the plain baseline decoder input: concatenated encoder outputs only")
     ap.add_argument("--max-minutes", type=float, default=None,
                     help="stop after the epoch that crosses this budget (resumable)")
     ap.add_argument("--resume", type=Path, default=None)
@@ -83,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
                          f"(train {len(train)}, val {len(val)})")
     tl = DataLoader(train, batch_size=args.batch, shuffle=True, num_workers=0, drop_last=True)
     vl = DataLoader(val, batch_size=16)
-    config = UNetConfig(widths=tuple(int(w) for w in args.widths.split(",")), tile=args.tile)
+    config = UNetConfig(widths=tuple(int(w) for w in args.widths.split(",")), tile=args.tile,
+                        correlation=not args.no_correlation)
     model = KeypointUNet(config).to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[args.lr_drop_epoch],

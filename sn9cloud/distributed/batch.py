@@ -32,16 +32,22 @@ def _item(d: dict, href: str | None) -> pystac.Item:
 def _pair_task(optical: dict, optical_href: str | None, sar: dict, sar_href: str | None,
                overlap: float, options: RunOptions, spread_windows: bool) -> PairOutcome:
     pair = ItemPair(_item(optical, optical_href), _item(sar, sar_href), overlap)
-    executor = None
+    executor = detector = None
     if spread_windows:
         from sn9cloud.distributed.executor import RayExecutor
 
         executor = RayExecutor()
+        if options.matcher != "engine":  # detector actors: the model loaded once each
+            from sn9cloud.distributed.actors import ActorPoolDetector
+
+            detector = ActorPoolDetector("sar")
     try:
         publisher = Publisher(options.output, options.results_collection)
     except Exception as e:
         return PairOutcome(pair.name, "failed", error=str(e))
-    outcome = process_pair(pair, publisher, options, executor)
+    outcome = process_pair(pair, publisher, options, executor, detector)
+    if detector is not None:
+        detector.close()
     outcome.node = ray.get_runtime_context().get_node_id()
     return outcome
 

@@ -23,6 +23,10 @@ from torch.nn import functional as F
 class UNetConfig:
     widths: tuple[int, ...] = (16, 32, 64, 128)
     tile: int = 256
+    # add, at every scale, the cosine similarity of the source's centre feature (the
+    # keypoint's descriptor) with every target position: the decoder then refines a
+    # similarity map instead of having to learn matching from concatenation alone
+    correlation: bool = True
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -63,24 +67,35 @@ class KeypointUNet(nn.Module):
         # decoder: from the deepest concatenated features up, with concatenated skips
         self.up = nn.ModuleList()
         self.dec = nn.ModuleList()
-        cin = 2 * w[-1]
+        extra = 1 if self.config.correlation else 0
+        cin = 2 * w[-1] + extra
         for i in range(len(w) - 2, -1, -1):
             self.up.append(nn.ConvTranspose2d(cin, w[i], 2, stride=2))
-            self.dec.append(_block(w[i] + 2 * w[i], w[i]))
+            self.dec.append(_block(w[i] + 2 * w[i] + extra, w[i]))
             cin = w[i]
         self.head = nn.Conv2d(w[0], 1, 1)
+
+    def _similarity(self, a: torch.Tensor, b: torch.Tensor) -> list[torch.Tensor]:
+        return [_centre_similarity(a, b)] if self.config.correlation else []
 
     def forward(self, source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """(B, 1, T, T) source and target tiles -> (B, 1, T, T) heatmap in [0, 1]."""
         fs = self.source_encoder(source)
         ft = self.target_encoder(target)
-        skips = [torch.cat([a, b], dim=1) for a, b in zip(fs, ft, strict=True)]
+        skips = [torch.cat([a, b, *self._similarity(a, b)], dim=1)
+                 for a, b in zip(fs, ft, strict=True)]
         x = skips[-1]
         for up, dec, skip in zip(self.up, self.dec, reversed(skips[:-1]), strict=True):
             x = dec(torch.cat([up(x), skip], dim=1))
         logits = F.interpolate(self.head(x), size=source.shape[-2:], mode="bilinear",
                                align_corners=False)
         return torch.sigmoid(logits)
+
+
+def _centre_similarity(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    h, w = a.shape[-2:]
+    t = F.normalize(a[:, :, h // 2, w // 2], dim=1)[:, :, None, None]
+    return (F.normalize(b, dim=1) * t).sum(dim=1, keepdim=True)
 
 
 def weighted_mse(pred: torch.Tensor, target: torch.Tensor, threshold: float = 0.1) -> torch.Tensor:

@@ -67,7 +67,8 @@ def load_model(path: str | Path, expected_sha256: str | None,
                          f"(architecture {header.get('architecture')!r})")
     try:
         cfg = json.loads(header["config"])
-        config = UNetConfig(widths=tuple(cfg["widths"]), tile=int(cfg["tile"]))
+        config = UNetConfig(widths=tuple(cfg["widths"]), tile=int(cfg["tile"]),
+                            correlation=bool(cfg.get("correlation", False)))
         state = load_file(str(p), device=str(map_location))
     except (KeyError, ValueError, TypeError, SafetensorError) as e:
         raise ModelError(f"model {path}: unreadable header or tensors ({e})") from e
