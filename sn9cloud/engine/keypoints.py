@@ -142,12 +142,19 @@ def refine_with_detector(
     max_correction_px: float = 4.0,
     max_working_size: int = 1024,
     executor: Executor | None = None,
+    min_accepted: int = 10,
+    min_gain: float = 0.1,
+    block_px: float = 96.0,
 ) -> RegistrationResult:
-    """The detector as a refining matcher around the engine's field (see module doc)."""
+    """The detector as a refining matcher around the engine's field (see module doc).
+
+    The refined field replaces the engine's only when at least ``min_accepted`` detector
+    matches agree with it and the engine's own matches are then predicted at least
+    ``min_gain`` better under spatial block cross-validation (blocks of ``block_px``
+    working px, as the engine's own fit uses), both fits made the same way."""
     t0 = time.perf_counter()
     g = _common_grid(optical, sar, max_working_size)
     o, s, om = _on_grid(optical, sar, g)
-    px = float(np.mean(g.pixel_size))
     step = max(np.sqrt(g.width * g.height / max_points), 8.0)
     xs = np.arange(step / 2, g.width, step)
     ys = np.arange(step / 2, g.height, step)
@@ -165,23 +172,30 @@ def refine_with_detector(
     correction = dst - (pts + pred)
     ok = (conf >= min_confidence) & (np.hypot(*correction.T) <= max_correction_px)
     info["accepted"] = int(ok.sum())
-    if ok.sum() >= 6:
+    n_engine = len(result.matches_src)
+    if ok.sum() >= max(min_accepted, 0.05 * n_engine):
         src_map = pixel_centres_to_map(g.transform, pts[ok])
         disp_map = pixel_centres_to_map(g.transform, dst[ok]) - src_map
         all_src = np.concatenate([result.matches_src, src_map])
         all_disp = np.concatenate([result.matches_disp, disp_map])
         model = "affine" if result.field.is_affine else "nonrigid"
-        fit = fit_field(all_src, all_disp, model, threshold=1.5 * px, gate=3.0 * px)
-        # keep it only if the engine's own matches are predicted better (cross-validated)
-        from_engine = np.flatnonzero(fit.inliers) < len(result.matches_src)
-        before = result.report.estimated_error_m
-        after = float(np.mean(np.hypot(*fit.loo_residuals[from_engine].T))) \
-            if from_engine.any() else np.inf
+        wpx = result.report.estimated_error_m / max(result.report.estimated_error_px, 1e-12)
+        params = {"threshold": 1.5 * wpx, "gate": 3.0 * wpx, "block": block_px * wpx}
+
+        def engine_cv(src: np.ndarray, disp: np.ndarray) -> tuple[float, object]:
+            """Cross-validated error on the engine's own matches, like for like."""
+            fit = fit_field(src, disp, model, **params)
+            mine = np.flatnonzero(fit.inliers) < n_engine
+            err = float(np.mean(np.hypot(*fit.loo_residuals[mine].T))) if mine.any() \
+                else np.inf
+            return err, fit
+
+        before, _ = engine_cv(result.matches_src, result.matches_disp)
+        after, fit = engine_cv(all_src, all_disp)
         info.update({"estimated_error_m_before": round(before, 4),
                      "estimated_error_m_after": round(after, 4)})
-        if after < before:
+        if after < (1.0 - min_gain) * before:
             info["kept"] = True
-            wpx = result.report.estimated_error_m / max(result.report.estimated_error_px, 1e-12)
             result = RegistrationResult(fit.field, result.optical_grid, result.sar_grid,
                                         result.report, all_src[fit.inliers],
                                         all_disp[fit.inliers])
