@@ -155,9 +155,12 @@ def window_job_overhead() -> tuple[float, float, float]:
     s = cv2.resize(s, (512, 512))
     fo = structure_features(to_intensity(o, False))
     fs = structure_features(to_intensity(s, True), presmooth=1.0)
-    # the finest level of a 1024 px pair: about 1,100 points, 4 tiles of 512 px
-    pts = grid_points(1024, 1024, 30, 26) / 2.0
-    jobs, _ = plan_match_jobs(fo, fs, pts, np.zeros_like(pts), 24, 4, tile=256)
+    # one job as the engine plans it (RegistrationOptions.job_tile) on a 512 px level
+    from sn9cloud.engine import RegistrationOptions
+
+    pts = grid_points(512, 512, 15, 26)
+    jobs, _ = plan_match_jobs(fo, fs, pts, np.zeros_like(pts), 24, 4,
+                              tile=RegistrationOptions().job_tile)
     job = jobs[0]
     global JOB_POINTS
     JOB_POINTS = len(job.centres)
