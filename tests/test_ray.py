@@ -216,3 +216,16 @@ def test_detector_actors_load_once_on_the_cpu_here(cluster: None) -> None:
         np.testing.assert_allclose(conf, conf0, atol=1e-5)
     finally:
         pool.close()
+
+
+def _cube(x: int) -> int:
+    return x * x * x
+
+
+def test_ray_imap_yields_every_job_in_order(cluster: None) -> None:
+    from sn9cloud.distributed.executor import RayExecutor
+
+    ex = RayExecutor(max_in_flight=3)
+    for n in (0, 2, 3, 4, 11):
+        assert list(ex.imap(_cube, [(i,) for i in range(n)], lookahead=3)) == [
+            i**3 for i in range(n)]

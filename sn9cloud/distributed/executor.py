@@ -26,7 +26,7 @@ class RayExecutor:
         fn_ref = ray.put(fn)  # shipped once, not with every job
         window = max(1, min(lookahead, self.max_in_flight))
         it = iter(jobs)
-        pending = [_call.remote(fn_ref, *job) for job, _ in zip(it, range(window), strict=False)]
+        pending = [_call.remote(fn_ref, *job) for _, job in zip(range(window), it, strict=False)]
         while pending:
             result = ray.get(pending.pop(0))
             nxt = next(it, None)

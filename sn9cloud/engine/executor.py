@@ -46,7 +46,7 @@ class LocalExecutor:
     def imap(self, fn: Callable[..., Any], jobs: Iterable[tuple], lookahead: int) -> Iterator[Any]:
         it = iter(jobs)
         with ThreadPoolExecutor(max_workers=1) as pool:
-            pending = [pool.submit(fn, *job) for job, _ in zip(it, range(lookahead), strict=False)]
+            pending = [pool.submit(fn, *job) for _, job in zip(range(lookahead), it, strict=False)]
             while pending:
                 result = pending.pop(0).result()
                 nxt = next(it, None)

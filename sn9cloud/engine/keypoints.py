@@ -79,6 +79,13 @@ def _on_grid(optical: GeoImage, sar: GeoImage, g: Grid) -> tuple[np.ndarray, np.
     return o, s, om
 
 
+def _lattice(g: Grid, valid: np.ndarray, step: float) -> np.ndarray:
+    """(N, 2) points every ``step`` px over the grid, where ``valid``."""
+    xx, yy = np.meshgrid(np.arange(step / 2, g.width, step), np.arange(step / 2, g.height, step))
+    pts = np.column_stack([xx.ravel(), yy.ravel()])
+    return pts[valid[pts[:, 1].astype(int), pts[:, 0].astype(int)]]
+
+
 def baseline_register(
     optical: GeoImage,
     sar: GeoImage,
@@ -95,11 +102,7 @@ def baseline_register(
     g = _common_grid(optical, sar, max_working_size)
     o, s, om = _on_grid(optical, sar, g)
     px = float(np.mean(g.pixel_size))
-    step = max(spacing_m / px, np.sqrt(g.width * g.height / max_points), 4.0)
-    xs = np.arange(step / 2, g.width, step)
-    ys = np.arange(step / 2, g.height, step)
-    pts = np.array([(x, y) for y in ys for x in xs])
-    pts = pts[om[pts[:, 1].astype(int), pts[:, 0].astype(int)]]
+    pts = _lattice(g, om, max(spacing_m / px, np.sqrt(g.width * g.height / max_points), 4.0))
     src_tiles, origins = crop_tiles(o, pts, detector.tile)
     tgt_tiles, _ = crop_tiles(s, pts, detector.tile)
     q, conf = _locate_jobs(detector, src_tiles, tgt_tiles, executor or LOCAL)
@@ -155,11 +158,7 @@ def refine_with_detector(
     t0 = time.perf_counter()
     g = _common_grid(optical, sar, max_working_size)
     o, s, om = _on_grid(optical, sar, g)
-    step = max(np.sqrt(g.width * g.height / max_points), 8.0)
-    xs = np.arange(step / 2, g.width, step)
-    ys = np.arange(step / 2, g.height, step)
-    pts = np.array([(x, y) for y in ys for x in xs])
-    pts = pts[om[pts[:, 1].astype(int), pts[:, 0].astype(int)]]
+    pts = _lattice(g, om, max(np.sqrt(g.width * g.height / max_points), 8.0))
     info = {"points": len(pts), "accepted": 0, "kept": False}
     if len(pts) == 0:
         result.report.levels.append({"detector_refinement": info})
