@@ -134,17 +134,22 @@ def _published_item(pair: ItemPair, publisher: Publisher, options: RunOptions,
         thumb = os.path.join(workdir, "thumbnail.png")
         offset_magnitude_png(cog, thumb)
         reg.report["timings_s"]["write"] = round(time.perf_counter() - t1, 4)
-        reg.report.update({"optical_item": pair.optical.id, "sar_item": pair.sar.id,
+        item_dir = os.path.dirname(publisher.item_href(out.item_id or ""))
+        # inputs named as the output can reach them: URLs, or paths relative to the item
+        # (never this machine's absolute paths)
+        optical_ref = _relative_href(optical_href, item_dir) or optical_href
+        sar_ref = _relative_href(sar_href, item_dir) or sar_href
+        reg.report.update({"optical": optical_ref, "sar": sar_ref,
+                           "optical_item": pair.optical.id, "sar_item": pair.sar.id,
                            "pair_overlap": round(pair.overlap, 4)})
         report_path = os.path.join(workdir, "report.json")
         with open(report_path, "w") as f:
             json.dump(reg.report, f, indent=1)
-        item_dir = os.path.dirname(publisher.item_href(out.item_id or ""))
 
         def build(files: dict) -> dict:
             return build_result_item(
                 optical=pair.optical, sar=pair.sar,
-                optical_href=optical_href, sar_href=sar_href,
+                optical_href=optical_ref, sar_href=sar_ref,
                 optical_item_href=_relative_href(pair.optical.get_self_href(), item_dir),
                 sar_item_href=_relative_href(pair.sar.get_self_href(), item_dir),
                 grid=reg.optical_grid, report=reg.report,
