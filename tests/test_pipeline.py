@@ -90,6 +90,7 @@ def test_item_content_and_checksums(published: Path) -> None:
         assert d["geometry"] == opt["geometry"]
         sar = json.loads((path.parent / derived[1]).read_text())
         assert d["properties"]["datetime"] == sar["properties"]["datetime"]
+        assert "(/" not in d["properties"]["processing:lineage"]  # no absolute local paths
         sw = d["properties"]["processing:software"]
         assert {"sn9cloud", "rasterio", "numpy"} <= set(sw)
         rep = d["properties"]["sn9cloud:report"]
