@@ -39,3 +39,16 @@ def test_cog_writer_covers_every_window(tmp_path: Path) -> None:
     yy, xx = np.mgrid[0:1100, 0:2600].astype(np.float32)
     np.testing.assert_array_equal(a[0], xx)
     np.testing.assert_array_equal(a[1], yy)
+
+
+def test_feature_strips_equal_the_whole_image() -> None:
+    import cv2
+
+    from sn9cloud.engine.features import structure_features
+
+    rng = np.random.default_rng(0)
+    a = cv2.GaussianBlur(rng.random((1000, 700), dtype=np.float32), (0, 0), 2)
+    for presmooth in (0.0, 1.0):
+        whole = structure_features(a, presmooth=presmooth)
+        strips = structure_features(a, presmooth=presmooth, executor=LOCAL)  # 4 strip jobs
+        np.testing.assert_array_equal(whole, strips)

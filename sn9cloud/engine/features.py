@@ -11,6 +11,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from sn9cloud.engine.executor import Executor
+
 N_ORIENTATIONS = 8
 
 
@@ -42,11 +44,15 @@ def to_intensity(array: np.ndarray, is_sar: bool, valid: np.ndarray | None = Non
     return out
 
 
-def structure_features(
-    intensity: np.ndarray, sigma: float = 1.2, presmooth: float = 0.0
-) -> np.ndarray:
-    """CFOG features, shape (H, W, N_ORIENTATIONS), float32, unit L2 norm per pixel where
-    there is structure and near zero where there is none."""
+#: rows of context a strip job needs on each side so that its filters see what the whole
+#: image would give them (pre-smoothing, Sobel and the orientation blurs, with margin)
+HALO = 24
+STRIP = 256
+
+
+def oriented_energy(intensity: np.ndarray, sigma: float = 1.2,
+                    presmooth: float = 0.0) -> np.ndarray:
+    """The unnormalised CFOG channels (H, W, N_ORIENTATIONS): all the filtering, local."""
     img = intensity
     if presmooth > 0:
         img = cv2.GaussianBlur(img, (0, 0), presmooth)
@@ -59,7 +65,33 @@ def structure_features(
         chans.append(cv2.GaussianBlur(c, (0, 0), sigma))
     f = np.stack(chans, axis=-1)
     # smooth across orientation with a circular [1, 2, 1] kernel
-    f = 0.5 * f + 0.25 * (np.roll(f, 1, axis=-1) + np.roll(f, -1, axis=-1))
+    return 0.5 * f + 0.25 * (np.roll(f, 1, axis=-1) + np.roll(f, -1, axis=-1))
+
+
+def _strip_energy(chunk: np.ndarray, top: int, bottom: int, sigma: float,
+                  presmooth: float) -> np.ndarray:
+    """One window job: the channels of rows [top, bottom) of a strip cut with its halo."""
+    return oriented_energy(chunk, sigma, presmooth)[top:bottom]
+
+
+def structure_features(
+    intensity: np.ndarray, sigma: float = 1.2, presmooth: float = 0.0,
+    executor: Executor | None = None,
+) -> np.ndarray:
+    """CFOG features, shape (H, W, N_ORIENTATIONS), float32, unit L2 norm per pixel where
+    there is structure and near zero where there is none.
+
+    The filtering runs as strip jobs (rows plus a halo) on ``executor``; only the
+    normalisation, which needs the whole image's mean energy, runs here."""
+    h = intensity.shape[0]
+    if executor is None or h <= STRIP:
+        f = oriented_energy(intensity, sigma, presmooth)
+    else:
+        jobs = []
+        for r in range(0, h, STRIP):
+            a, b = max(r - HALO, 0), min(r + STRIP + HALO, h)
+            jobs.append((intensity[a:b], r - a, min(r + STRIP, h) - a, sigma, presmooth))
+        f = np.concatenate(executor.map(_strip_energy, jobs), axis=0)
     norm = np.sqrt((f * f).sum(axis=-1, keepdims=True))
     eps = 0.1 * float(np.mean(norm)) + 1e-6
     return (f / (norm + eps)).astype(np.float32)

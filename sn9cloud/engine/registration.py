@@ -145,7 +145,8 @@ def register(
     opyr = _pyramid(o_int, o_valid, n_levels)
     spyr = _pyramid(s_int, s_valid, n_levels)
     feats = [
-        (structure_features(o), om, structure_features(s, presmooth=1.0), sm)
+        (structure_features(o, executor=executor), om,
+         structure_features(s, presmooth=1.0, executor=executor), sm)
         for (o, om), (s, sm) in zip(opyr, spyr, strict=True)
     ]
     timings["features"] = time.perf_counter() - t1
