@@ -25,29 +25,17 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import rasterio
 from affine import Affine
 from rasterio.crs import CRS
 from rasterio.warp import transform_geom
-from rio_cogeo.cogeo import cog_translate
-from rio_cogeo.profiles import cog_profiles
 
 from sn9cloud.distortion import distort_sar, random_distortion
+from sn9cloud.io.cog import write_image_cog
 
 ROOT = Path(__file__).resolve().parents[1]
 BUCKET = "sn9-batch"
 JOB_POINTS = 0
 EPSG = 32637
-
-
-def _cog(path: Path, arr: np.ndarray, transform: Affine, nodata: float | None) -> None:
-    raw = path.with_suffix(".raw.tif")
-    with rasterio.open(raw, "w", driver="GTiff", width=arr.shape[2], height=arr.shape[1],
-                       count=arr.shape[0], dtype=arr.dtype, crs=CRS.from_epsg(EPSG),
-                       transform=transform, nodata=nodata) as ds:
-        ds.write(arr)
-    cog_translate(raw, path, cog_profiles.get("deflate"), quiet=True)
-    raw.unlink()
 
 
 def _item(iid: str, transform: Affine, w: int, h: int, key: str, sar: bool) -> dict:
@@ -86,7 +74,7 @@ def build_batch(data: Path, n: int, s3, tmp: Path) -> str:
             ("sar", su[None], t * d.sar_pixel_affine(), 0, "vv"),
         ):
             iid = f"pair{i:02d}-{role}"
-            _cog(tmp / f"{iid}.tif", arr, tr, nod)
+            write_image_cog(tmp / f"{iid}.tif", arr, tr, CRS.from_epsg(EPSG), nod)
             s3.upload_file(str(tmp / f"{iid}.tif"), BUCKET, f"cat/{iid}/{key}.tif")
             it = _item(iid, tr, arr.shape[2], arr.shape[1], key, role == "sar")
             s3.put_object(Bucket=BUCKET, Key=f"cat/{iid}/{iid}.json", Body=json.dumps(it))

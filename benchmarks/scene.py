@@ -35,11 +35,11 @@ import rasterio
 from affine import Affine
 from rasterio.crs import CRS
 from rasterio.warp import transform_geom
-from rio_cogeo.cogeo import cog_translate
-from rio_cogeo.profiles import cog_profiles
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
+
+from sn9cloud.io.cog import write_image_cog  # noqa: E402
 
 EPSG = 32637
 OPT_PX = 0.3
@@ -130,21 +130,6 @@ def tiepoints(ux: np.ndarray, uy: np.ndarray, ws: int, hs: int, step: int) -> np
     return np.column_stack([sr[ok], sc[ok], rr[ok], cc[ok]]).astype(np.int64)
 
 
-def write_cog(path: Path, arr: np.ndarray, transform: Affine, nodata: float | None) -> None:
-    raw = path.with_suffix(".raw.tif")
-    bands = arr if arr.ndim == 3 else arr[None]
-    with rasterio.open(raw, "w", driver="GTiff", width=bands.shape[2], height=bands.shape[1],
-                       count=bands.shape[0], dtype=bands.dtype, crs=CRS.from_epsg(EPSG),
-                       transform=transform, nodata=nodata, tiled=True, blockxsize=512,
-                       blockysize=512, compress="deflate", BIGTIFF="IF_SAFER") as ds:
-        ds.write(bands)
-    profile = cog_profiles.get("deflate")
-    profile.update({"blockxsize": 512, "blockysize": 512, "BIGTIFF": "IF_SAFER"})
-    cog_translate(raw, path, profile, quiet=True, overview_resampling="average",
-                  config={"GDAL_NUM_THREADS": "ALL_CPUS"})
-    raw.unlink()
-
-
 def item(item_id: str, collection: str, t: str, transform: Affine, w: int, h: int,
          key: str, extra: dict, ext: list[str]) -> dict:
     corners = [transform * c for c in ((0, 0), (w, 0), (w, h), (0, h), (0, 0))]
@@ -171,8 +156,9 @@ def build(data: Path, size: int, workdir: Path, s3) -> dict:
     t_sar = Affine(SAR_PX, 0, ORIGIN[0], 0, -SAR_PX, ORIGIN[1])
     tp = tiepoints(ux, uy, ws, hs, step=max(50, size // 60))
     prefix = f"scene{size}"
-    write_cog(workdir / "visual.tif", opt, t_opt, None)
-    write_cog(workdir / "sar.tif", sar, t_sar, 0)
+    crs = CRS.from_epsg(EPSG)
+    write_image_cog(workdir / "visual.tif", opt, t_opt, crs, overview_resampling="average")
+    write_image_cog(workdir / "sar.tif", sar, t_sar, crs, 0, overview_resampling="average")
     del opt, sar
     items = {
         "optical": item(f"{prefix}-optical", "optical", "2023-02-07T08:00:00Z", t_opt, size,

@@ -17,28 +17,16 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import rasterio
 from affine import Affine
 from rasterio.crs import CRS
-from rio_cogeo.cogeo import cog_translate
-from rio_cogeo.profiles import cog_profiles
 
 from sn9cloud.distortion import distort_sar, random_distortion
+from sn9cloud.io.cog import write_image_cog
 
 HERE = Path(__file__).resolve().parent
 TILE = "SEN_city_05"
 CRS_ = CRS.from_epsg(32637)
 TRANSFORM = Affine(10.0, 0.0, 354000.0, 0.0, -10.0, 4110000.0)
-
-
-def _write_cog(path: Path, arr: np.ndarray, transform: Affine, nodata: float | None) -> None:
-    tmp = path.with_suffix(".raw.tif")
-    with rasterio.open(tmp, "w", driver="GTiff", width=arr.shape[2], height=arr.shape[1],
-                       count=arr.shape[0], dtype=arr.dtype, crs=CRS_, transform=transform,
-                       nodata=nodata) as ds:
-        ds.write(arr)
-    cog_translate(tmp, path, cog_profiles.get("deflate"), quiet=True)
-    tmp.unlink()
 
 
 def main() -> None:
@@ -53,9 +41,9 @@ def main() -> None:
     sar_d, valid = distort_sar(sar.astype(np.float32), d)
     sar_u8 = np.clip(np.round(sar_d), 1, 255).astype(np.uint8)
     sar_u8[~valid] = 0
-    _write_cog(HERE / "optical.tif", np.ascontiguousarray(opt.transpose(2, 0, 1)), TRANSFORM,
-               None)
-    _write_cog(HERE / "sar.tif", sar_u8[None], TRANSFORM * d.sar_pixel_affine(), 0)
+    write_image_cog(HERE / "optical.tif", np.ascontiguousarray(opt.transpose(2, 0, 1)),
+                    TRANSFORM, CRS_)
+    write_image_cog(HERE / "sar.tif", sar_u8[None], TRANSFORM * d.sar_pixel_affine(), CRS_, 0)
     (HERE / "truth.json").write_text(json.dumps({
         "source": f"3MOS README figure tiles ({TILE}), Apache-2.0, "
                   "repository 3M-OS/3MOS; see ATTRIBUTION.md",

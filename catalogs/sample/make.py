@@ -21,14 +21,12 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import rasterio
 from affine import Affine
 from rasterio.crs import CRS
 from rasterio.warp import transform_geom
-from rio_cogeo.cogeo import cog_translate
-from rio_cogeo.profiles import cog_profiles
 
 from sn9cloud.distortion import distort_sar, random_distortion, truth_tiepoints
+from sn9cloud.io.cog import write_image_cog
 
 HERE = Path(__file__).resolve().parent
 TILES = ("SEN_city_05", "SEN_city_06", "SEN_city_09")
@@ -43,18 +41,6 @@ SAR_EXT = "https://stac-extensions.github.io/sar/v1.1.0/schema.json"
 COG = "image/tiff; application=geotiff; profile=cloud-optimized"
 LICENCE_NOTE = ("Pixels from the 3MOS dataset (3M-OS/3MOS, Apache-2.0); synthetic "
                 "geocoding error and illustrative georeference added by sn9cloud.")
-
-
-def _write_cog(path: Path, arr: np.ndarray, transform: Affine, nodata: float | None) -> None:
-    tmp = path.with_suffix(".raw.tif")
-    with rasterio.open(tmp, "w", driver="GTiff", width=arr.shape[2], height=arr.shape[1],
-                       count=arr.shape[0], dtype=arr.dtype, crs=CRS.from_epsg(EPSG),
-                       transform=transform, nodata=nodata) as ds:
-        ds.write(arr)
-    profile = cog_profiles.get("deflate")
-    profile.update({"blockxsize": 128, "blockysize": 128})
-    cog_translate(tmp, path, profile, quiet=True)
-    tmp.unlink()
 
 
 def _footprint(transform: Affine, w: int, h: int) -> tuple[dict, list[float]]:
@@ -131,9 +117,11 @@ def main() -> None:
         sar_id = f"sample-sar-{i + 1:02d}"
         for cid, iid in (("sample-optical", opt_id), ("sample-sar", sar_id)):
             (HERE / cid / iid).mkdir(parents=True, exist_ok=True)
-        _write_cog(HERE / "sample-optical" / opt_id / "visual.tif",
-                   np.ascontiguousarray(opt.transpose(2, 0, 1)), t_opt, None)
-        _write_cog(HERE / "sample-sar" / sar_id / "vv.tif", sar_u8[None], t_sar, 0)
+        write_image_cog(HERE / "sample-optical" / opt_id / "visual.tif",
+                        np.ascontiguousarray(opt.transpose(2, 0, 1)), t_opt,
+                        CRS.from_epsg(EPSG), None, block=128)
+        write_image_cog(HERE / "sample-sar" / sar_id / "vv.tif", sar_u8[None], t_sar,
+                        CRS.from_epsg(EPSG), 0, block=128)
         t_o = T0 + timedelta(minutes=7 * i)
         optical_items.append(_item(opt_id, "sample-optical", t_o, t_opt, w, h, "visual",
                                    "./visual.tif", {"title": f"Optical tile {tile}"}, []))

@@ -88,6 +88,35 @@ def build_offsets_cog(
     return cog
 
 
+def write_image_cog(
+    path: str | os.PathLike,
+    array: np.ndarray,
+    transform: object,
+    crs: object,
+    nodata: float | None = None,
+    block: int = 512,
+    overview_resampling: str = "nearest",
+) -> None:
+    """A (bands, H, W) or (H, W) array as a deflate COG at a local ``path``: for sample
+    catalogs, benchmark scenes and fixtures (offset maps go through `build_offsets_cog`)."""
+    bands = array if array.ndim == 3 else array[None]
+    raw = f"{path}.raw.tif"
+    try:
+        with rasterio.open(raw, "w", driver="GTiff", width=bands.shape[2],
+                           height=bands.shape[1], count=bands.shape[0], dtype=bands.dtype,
+                           crs=crs, transform=transform, nodata=nodata, tiled=True,
+                           blockxsize=block, blockysize=block, BIGTIFF="IF_SAFER") as ds:
+            ds.write(bands)
+        profile = cog_profiles.get("deflate")
+        profile.update({"blockxsize": block, "blockysize": block, "BIGTIFF": "IF_SAFER"})
+        cog_translate(raw, str(path), profile, quiet=True,
+                      overview_resampling=overview_resampling,
+                      config={"GDAL_NUM_THREADS": str(threads())})
+    finally:
+        if os.path.exists(raw):
+            os.unlink(raw)
+
+
 def write_offsets_cog(
     path: str,
     grid: Grid,
