@@ -20,6 +20,9 @@ class _DetectorActor:
     def device(self) -> str:
         return str(self.detector.device)
 
+    def tile(self) -> int:
+        return self.detector.tile
+
     def locate(self, source: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return self.detector.locate(source, target)
 
@@ -31,10 +34,8 @@ class ActorPoolDetector:
         self.actors = [cls.remote(name) for _ in range(actors)]
         self.pool = ActorPool(self.actors)
         self.devices = ray.get([a.device.remote() for a in self.actors])
+        self.tile = ray.get(self.actors[0].tile.remote())
         self.batch = batch
-        from sn9cloud.models.detector import item_path
-
-        self.tile = _tile_of(item_path(name))
 
     def locate(self, source: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         jobs = [(source[i:i + self.batch], target[i:i + self.batch])
@@ -48,10 +49,3 @@ class ActorPoolDetector:
         for a in self.actors:
             ray.kill(a)
 
-
-def _tile_of(item: object) -> int:
-    import json
-    from pathlib import Path
-
-    inputs = json.loads(Path(str(item)).read_text())["properties"]["mlm:input"]
-    return int(inputs[0]["input"]["shape"][-1])

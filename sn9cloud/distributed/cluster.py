@@ -63,8 +63,6 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> dict:
                 ray.init(address="local", num_cpus=num_cpus or os.cpu_count(),
                          include_dashboard=False, runtime_env=runtime_env(),
                          log_to_driver=False)
-        except ClusterError:
-            raise
         except Exception as e:
             raise ClusterError(f"Ray cluster {address or '(local)'}: cannot connect "
                                f"({str(e).splitlines()[0] if str(e) else type(e).__name__})"

@@ -81,9 +81,12 @@ def _matches(item: pystac.Item, search: Search) -> bool:
             return False
     if search.datetime:
         t = item.datetime or item.common_metadata.start_datetime
-        start, _, end = search.datetime.partition("/")
+        start, slash, end = search.datetime.partition("/")
         lo = _parse_time(start) if start not in ("", "..") else None
-        hi = _parse_time(end) if end not in ("", "..") else (lo if not _ else None)
+        if slash:  # a range, open where ".." or empty
+            hi = _parse_time(end) if end not in ("", "..") else None
+        else:  # one instant
+            hi = lo
         if t is not None and ((lo and t < lo) or (hi and t > hi)):
             return False
     return True
