@@ -27,7 +27,38 @@ from sn9cloud.models.unet import (  # noqa: E402
 from sn9cloud.models.weights import ModelError, load_model, save_model  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = UNetConfig(widths=(4, 8), tile=64)
+TINY = UNetConfig(widths=(4, 8), tile=64, templates=(24, 40))
+
+
+def _texture(n: int, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.nn.functional.avg_pool2d(torch.rand(1, 1, n + 8, n + 8, generator=g), 5, 1)
+    return (x - x.min()) / (x.max() - x.min())
+
+
+def test_similarity_maps_find_a_known_shift_and_ignore_padding() -> None:
+    from sn9cloud.models.similarity import centre_similarity
+
+    x = _texture(128)[..., :128, :128] * 0.9 + 0.05  # no exact zeros inside the data
+    src = x.clone()
+    src[..., :, 100:] = 0.0  # the scene ends right of the keypoint: zero padding
+    tgt = torch.roll(x, shifts=(-6, 10), dims=(2, 3))  # the centre content moves by (+10, -6)
+    for stride in (1, 2):
+        s = centre_similarity(src, tgt, (48, 80), stride)
+        assert s.shape == (1, 2, 128 // stride, 128 // stride)
+        for k in range(2):
+            i = int(s[0, k].argmax())
+            w = s.shape[-1]
+            assert ((i % w) * stride, (i // w) * stride) == (64 + 10, 64 - 6)
+            assert float(s[0, k].max()) > 0.85
+    # a flat target (nothing to match) scores near zero everywhere, never a spurious peak
+    s = centre_similarity(src, torch.full_like(x, 0.5), (48,))
+    assert float(s.abs().max()) < 0.05
+
+
+def test_templates_must_fit_the_tile() -> None:
+    with pytest.raises(ValueError, match="within the 64 px tile"):
+        UNetConfig(widths=(4, 8), tile=64, templates=(96,))
 
 
 def test_unet_heatmap_shape_and_peak() -> None:
@@ -182,6 +213,30 @@ def test_shipped_detector_item_and_checksum() -> None:
             load_detector("sar", d)
     finally:
         shutil.rmtree(d, ignore_errors=True)
+
+
+def test_shipped_detector_localises_held_out_tiles(small_dataset: Path) -> None:
+    """The shipped SAR detector on tiles of a tile pair held out of its training (the
+    fifth city pair, GF3_city_04, is in the validation split of the full training set too).
+
+    A regression guard, not the target: the 3 px median is measured over all 958 held-out
+    tiles by benchmarks/keypoints.py. This one pair is among the hardest (the engine
+    declines it even undistorted): the
+    shipped model gives 4.2 px here; the previous one (no similarity maps) had 21.6 px over
+    all held-out tiles."""
+    from sn9cloud.models.detector import load_detector
+    from training.dataset import TileDataset, load_manifest
+
+    det = load_detector("sar", MODELS)
+    val = TileDataset(load_manifest(small_dataset / "manifest.json")["val"], "sar")
+    assert len(val) >= 20
+    a = np.stack([val[i][0].numpy()[0] for i in range(len(val))])
+    b = np.stack([val[i][1].numpy()[0] for i in range(len(val))])
+    truth = np.stack([val[i][3].numpy() for i in range(len(val))])
+    xy, conf = det.locate(a, b)
+    err = np.hypot(*(xy - truth).T)
+    assert np.median(err) <= 6.0, f"median {np.median(err):.2f} px over {len(err)} tiles"
+    assert conf.shape == (len(val),) and np.all((conf >= 0) & (conf <= 1))
 
 
 def test_both_detector_uses_run_on_the_sample_pair(tmp_path: Path) -> None:

@@ -107,12 +107,14 @@ class TileDataset(Dataset):
         a, x0, y0 = crop(src, cx, cy, self.tile)
         b, _, _ = crop(tgt, cx, cy, self.tile)
         px, py = kx - x0, ky - y0
-        if self.augment:  # the same flip / rotation of both tiles and of the keypoint
-            t = self.tile - 1
+        if self.augment:  # the same flip / transposition of both tiles and the keypoint
+            # flips about the centre pixel (index tile / 2), so that the source keypoint
+            # stays where the detector expects it: i -> tile - i (mod tile)
+            t = self.tile
             if self.rng.random() < 0.5:
-                a, b, px = a[:, ::-1], b[:, ::-1], t - px
+                a, b, px = np.roll(a[:, ::-1], 1, 1), np.roll(b[:, ::-1], 1, 1), t - px
             if self.rng.random() < 0.5:
-                a, b, py = a[::-1], b[::-1], t - py
+                a, b, py = np.roll(a[::-1], 1, 0), np.roll(b[::-1], 1, 0), t - py
             if self.rng.random() < 0.5:
                 a, b, px, py = a.T, b.T, py, px
         heat = gaussian_heatmap(self.tile, px, py, self.sigma)

@@ -53,6 +53,14 @@ def evaluate(model: KeypointUNet, loader: DataLoader, dev: torch.device) -> dict
             "val_p90_px": float(np.percentile(e, 90)), "val_n": len(e)}
 
 
+def _templates(text: str, tile: int) -> tuple[int, ...]:
+    if text == "none":
+        return ()
+    if text == "auto":
+        return tuple(tile * k // 16 * 2 for k in (3, 5, 7))
+    return tuple(int(m) for m in text.split(","))
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--manifest", type=Path, required=True)
@@ -67,6 +75,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--widths", default="16,32,64,128")
     ap.add_argument("--no-correlation", action="store_true",
                     help="the plain baseline decoder input: concatenated encoder outputs only")
+    ap.add_argument("--templates", default="auto",
+                    help="template sizes of the CFOG similarity maps given to the U-Net "
+                         "(px, comma-separated); 'auto': 3/8, 5/8 and 7/8 of the tile "
+                         "(96,160,224 at 256); 'none' for the plain baseline")
     ap.add_argument("--max-minutes", type=float, default=None,
                     help="stop after the epoch that crosses this budget (resumable)")
     ap.add_argument("--resume", type=Path, default=None)
@@ -86,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     tl = DataLoader(train, batch_size=args.batch, shuffle=True, num_workers=0, drop_last=True)
     vl = DataLoader(val, batch_size=16)
     config = UNetConfig(widths=tuple(int(w) for w in args.widths.split(",")), tile=args.tile,
-                        correlation=not args.no_correlation)
+                        correlation=not args.no_correlation,
+                        templates=_templates(args.templates, args.tile))
     model = KeypointUNet(config).to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[args.lr_drop_epoch],
@@ -94,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     start, best = 0, math.inf
     if args.resume:
         ck = torch.load(args.resume, map_location=dev, weights_only=True)
-        if ck.get("config") != config.to_dict() | {"widths": list(config.widths)}:
+        if ck.get("config") != config.to_dict():
             raise SystemExit(f"{args.resume}: checkpoint of another architecture "
                              f"({ck.get('config')})")
         model.load_state_dict(ck["model"])
@@ -135,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
                         "batch": args.batch, "epochs": args.epochs})
         torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
                     "scheduler": sched.state_dict(), "epoch": epoch, "best": best,
-                    "config": config.to_dict() | {"widths": list(config.widths)}},
+                    "config": config.to_dict()},
                    args.out / "checkpoint.pt")
         if args.max_minutes and (time.perf_counter() - t0) / 60 > args.max_minutes:
             print(f"time budget reached after epoch {epoch + 1}; resume with "

@@ -77,6 +77,7 @@ def model_item(weights: Path, name: str, training: dict) -> dict:
     meta = model_metadata(weights)
     model = load_model(weights, None)
     tile = model.config.tile
+    templates = model.config.templates
     params = sum(p.numel() for p in model.parameters())
     src = "optical" if name == "sar" else "SAR"
     tgt = "SAR" if name == "sar" else "optical"
@@ -88,9 +89,14 @@ def model_item(weights: Path, name: str, training: dict) -> dict:
             "title": f"SpaceNet 9 baseline {tgt} keypoint detector (sn9cloud)",
             "description": f"U-Net with one encoder per modality: a {src} tile centred on a "
                            f"keypoint and a {tgt} tile of the same window in, a heatmap of "
-                           f"that keypoint's position in the {tgt} tile out.",
+                           f"that keypoint's position in the {tgt} tile out." + (
+                               " The target encoder and every decoder scale also read fixed "
+                               "(untrained) CFOG similarity maps of the source's centre "
+                               f"over the target, templates {list(templates)} px."
+                               if templates else ""),
             "mlm:name": f"sn9cloud-{name}-detector",
-            "mlm:architecture": "U-Net (dual encoder, concatenated skips)",
+            "mlm:architecture": "U-Net (dual encoder, concatenated skips)" + (
+                " + CFOG similarity maps" if templates else ""),
             "mlm:tasks": ["detection"],
             "mlm:framework": "pytorch",
             "mlm:framework_version": torch.__version__.split("+")[0],
@@ -116,8 +122,10 @@ def model_item(weights: Path, name: str, training: dict) -> dict:
                             "result": {"shape": [-1, 1, tile, tile],
                                        "dim_order": ["batch", "channel", "height", "width"],
                                        "data_type": "float32"}}],
-            "mlm:hyperparameters": {k: meta[k] for k in ("lr", "lr_drop_epoch", "batch",
-                                                         "epochs", "sigma") if k in meta},
+            "mlm:hyperparameters": {**{k: meta[k] for k in ("lr", "lr_drop_epoch", "batch",
+                                                            "epochs", "sigma") if k in meta},
+                                    "widths": list(model.config.widths),
+                                    "similarity_templates_px": list(templates)},
             "sn9cloud:training": training,
             "sn9cloud:validation": {k: meta[k] for k in ("epoch", "val_loss", "val_median_px",
                                                          "val_p90_px", "val_n") if k in meta},

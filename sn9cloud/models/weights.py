@@ -68,7 +68,8 @@ def load_model(path: str | Path, expected_sha256: str | None,
     try:
         cfg = json.loads(header["config"])
         config = UNetConfig(widths=tuple(cfg["widths"]), tile=int(cfg["tile"]),
-                            correlation=bool(cfg.get("correlation", False)))
+                            correlation=bool(cfg.get("correlation", False)),
+                            templates=tuple(int(m) for m in cfg.get("templates", ())))
         state = load_file(str(p), device=str(map_location))
     except (KeyError, ValueError, TypeError, SafetensorError) as e:
         raise ModelError(f"model {path}: unreadable header or tensors ({e})") from e
