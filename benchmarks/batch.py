@@ -15,9 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -184,29 +182,19 @@ def main(argv: list[str] | None = None) -> int:
 
     import boto3
 
+    from sn9cloud.io.moto_server import moto_server
     from sn9cloud.pipeline import RunOptions, plan_pairs, process_pair
     from sn9cloud.stac.publish import Publisher
 
     # moto's server in its own process: in this one it would share the GIL with the
     # in-process pipeline and with the Ray driver
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p",
-                               str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(100):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            time.sleep(0.1)
-    os.environ.update({"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
-                       "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
-                       "AWS_DEFAULT_REGION": "us-east-1"})
-    s3 = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"])
-    s3.create_bucket(Bucket=BUCKET)
     rows = []
-    try:
+    with moto_server() as url:
+        os.environ.update({"AWS_ENDPOINT_URL": url,
+                           "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
+                           "AWS_DEFAULT_REGION": "us-east-1"})
+        s3 = boto3.client("s3", endpoint_url=url)
+        s3.create_bucket(Bucket=BUCKET)
         with tempfile.TemporaryDirectory() as tmp:
             catalog = build_batch(args.data, args.pairs, s3, Path(tmp))
         pairs, problems = plan_pairs(catalog)
@@ -225,9 +213,6 @@ def main(argv: list[str] | None = None) -> int:
             dt, outs, nodes, oh = timed_ray_batch(pairs, opts, cpus, two)
             overhead = overhead or oh
             rows.append((label, dt, outs, nodes))
-    finally:
-        server.terminate()
-        server.wait(10)
 
     print(f"\n{len(pairs)} pairs (256 px real 3MOS city tiles) through S3 (moto)")
     print(f"{'execution':32s} {'seconds':>8s} {'pairs/min':>9s} {'s/pair':>6s} "

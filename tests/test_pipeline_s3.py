@@ -86,32 +86,14 @@ def test_missing_catalog_object(s3_env: str) -> None:
 @pytest.fixture()
 def strict_s3(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """A second moto server that enforces authentication: unknown keys are refused."""
-    import socket
-    import subprocess
-    import sys
-    import time
+    from sn9cloud.io.moto_server import moto_server
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**__import__("os").environ, "INITIAL_NO_AUTH_ACTION_COUNT": "0"}
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p",
-                             str(port)], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            time.sleep(0.1)
-    monkeypatch.setenv("AWS_ENDPOINT_URL", url)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAUNKNOWNKEY000000")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    yield url
-    proc.terminate()
-    proc.wait(10)
+    with moto_server({"INITIAL_NO_AUTH_ACTION_COUNT": "0"}) as url:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", url)
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAUNKNOWNKEY000000")
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong")
+        monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        yield url
 
 
 def test_refused_credentials(strict_s3: str, tmp_path: Path) -> None:
