@@ -20,6 +20,7 @@ from torch.utils.data import Dataset
 
 from sn9cloud.engine.features import to_intensity
 from sn9cloud.engine.grid import apply_affine, reproject_points, resample_to
+from sn9cloud.engine.keypoints import crop_tile
 from sn9cloud.engine.types import Grid
 from sn9cloud.errors import InputError
 from sn9cloud.io.raster import read_image
@@ -70,17 +71,6 @@ def load_scene(optical: str, sar: str, tiepoints: str, name: str = "") -> Aligne
                         apply_affine(inv, opt_map) - 0.5, apply_affine(inv, sar_map) - 0.5)
 
 
-def crop(a: np.ndarray, cx: float, cy: float, tile: int) -> tuple[np.ndarray, int, int]:
-    """A tile x tile crop whose centre pixel is (round(cx), round(cy)), zero outside."""
-    x0, y0 = round(cx) - tile // 2, round(cy) - tile // 2
-    out = np.zeros((tile, tile), np.float32)
-    h, w = a.shape
-    sx0, sy0, sx1, sy1 = max(x0, 0), max(y0, 0), min(x0 + tile, w), min(y0 + tile, h)
-    if sx1 > sx0 and sy1 > sy0:
-        out[sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0] = a[sy0:sy1, sx0:sx1]
-    return out, x0, y0
-
-
 class TileDataset(Dataset):
     """(source tile, target tile, heatmap, keypoint xy in the target tile) per tie-point."""
 
@@ -104,8 +94,8 @@ class TileDataset(Dataset):
             (cx, cy), (kx, ky), src, tgt = s.opt_xy[k], s.sar_xy[k], s.optical, s.sar
         else:
             (cx, cy), (kx, ky), src, tgt = s.sar_xy[k], s.opt_xy[k], s.sar, s.optical
-        a, x0, y0 = crop(src, cx, cy, self.tile)
-        b, _, _ = crop(tgt, cx, cy, self.tile)
+        a, x0, y0 = crop_tile(src, cx, cy, self.tile)
+        b, _, _ = crop_tile(tgt, cx, cy, self.tile)
         px, py = kx - x0, ky - y0
         if self.augment:  # the same flip / transposition of both tiles and the keypoint
             # flips about the centre pixel (index tile / 2), so that the source keypoint

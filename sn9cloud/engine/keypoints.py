@@ -37,18 +37,27 @@ class Detector(Protocol):
         ...
 
 
-def crop_tiles(a: np.ndarray, centres: np.ndarray, tile: int) -> tuple[np.ndarray, np.ndarray]:
-    """(N, tile, tile) crops whose centre pixels are the rounded ``centres`` (zero
-    outside), and their upper-left corners (N, 2)."""
+def crop_tile(a: np.ndarray, cx: float, cy: float, tile: int) -> tuple[np.ndarray, int, int]:
+    """A tile x tile crop whose centre pixel (index tile // 2) is (round(cx), round(cy)),
+    zero outside, and its upper-left corner. Training (`training/dataset.py`) cuts its
+    tiles with this too, so that the detector sees at inference the centring it learnt."""
+    x0, y0 = round(cx) - tile // 2, round(cy) - tile // 2
+    out = np.zeros((tile, tile), np.float32)
     h, w = a.shape
-    c = np.round(centres).astype(int)
-    origins = c - tile // 2
-    pad = tile
-    ap = np.pad(a, pad)
-    idx = np.arange(tile)
-    ys = np.clip(origins[:, 1] + pad, 0, h + pad)[:, None] + idx
-    xs = np.clip(origins[:, 0] + pad, 0, w + pad)[:, None] + idx
-    return ap[ys[:, :, None], xs[:, None, :]].astype(np.float32), origins
+    sx0, sy0, sx1, sy1 = max(x0, 0), max(y0, 0), min(x0 + tile, w), min(y0 + tile, h)
+    if sx1 > sx0 and sy1 > sy0:
+        out[sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0] = a[sy0:sy1, sx0:sx1]
+    return out, x0, y0
+
+
+def crop_tiles(a: np.ndarray, centres: np.ndarray, tile: int) -> tuple[np.ndarray, np.ndarray]:
+    """(N, tile, tile) crops (`crop_tile`) around ``centres`` and their upper-left corners
+    (N, 2)."""
+    crops = [crop_tile(a, cx, cy, tile) for cx, cy in centres]
+    if not crops:
+        return np.zeros((0, tile, tile), np.float32), np.zeros((0, 2), int)
+    return (np.stack([c[0] for c in crops]),
+            np.array([[c[1], c[2]] for c in crops], dtype=int))
 
 
 def _locate_jobs(detector: Detector, src: np.ndarray, tgt: np.ndarray, executor: Executor,
