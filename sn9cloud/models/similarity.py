@@ -21,7 +21,7 @@ import math
 import torch
 from torch.nn import functional as F
 
-N_ORIENTATIONS = 8
+from sn9cloud.engine.features import N_ORIENTATIONS
 
 
 def cfog(x: torch.Tensor, sigma: float = 1.2) -> tuple[torch.Tensor, torch.Tensor]:

@@ -49,6 +49,14 @@ class UNetConfig:
         """JSON-ready (tuples as lists), as stored in weights headers and checkpoints."""
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
+    @classmethod
+    def from_dict(cls, cfg: dict) -> UNetConfig:
+        """The inverse of `to_dict`. Headers written before a field existed describe models
+        without that part: no correlation channel, no similarity maps."""
+        return cls(widths=tuple(int(w) for w in cfg["widths"]), tile=int(cfg["tile"]),
+                   correlation=bool(cfg.get("correlation", False)),
+                   templates=tuple(int(m) for m in cfg.get("templates", ())))
+
 
 def _block(cin: int, cout: int) -> nn.Sequential:
     return nn.Sequential(

@@ -66,10 +66,7 @@ def load_model(path: str | Path, expected_sha256: str | None,
         raise ModelError(f"model {path}: not a sn9cloud keypoint detector "
                          f"(architecture {header.get('architecture')!r})")
     try:
-        cfg = json.loads(header["config"])
-        config = UNetConfig(widths=tuple(cfg["widths"]), tile=int(cfg["tile"]),
-                            correlation=bool(cfg.get("correlation", False)),
-                            templates=tuple(int(m) for m in cfg.get("templates", ())))
+        config = UNetConfig.from_dict(json.loads(header["config"]))
         state = load_file(str(p), device=str(map_location))
     except (KeyError, ValueError, TypeError, SafetensorError) as e:
         raise ModelError(f"model {path}: unreadable header or tensors ({e})") from e
