@@ -178,6 +178,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="also score sn9cloud against its own answer on the undistorted pair "
                          "plus the distortion (what the pair's own co-registration cannot "
                          "bound)")
+    ap.add_argument("--same-modality", action="store_true",
+                    help="distort the optical image's own luminance instead of the SAR: a "
+                         "check of the geometry and the offset convention, free of the "
+                         "tiles' co-registration and of modality differences")
     args = ap.parse_args(argv)
 
     methods: dict[str, Callable] = {
@@ -203,14 +207,16 @@ def main(argv: list[str] | None = None) -> int:
         d = random_distortion(rng, w, h, nonrigid=0.05 if i % 2 else 0.0)
         if args.only and args.only not in pair.name:
             continue
-        sar_px, sar_valid = distort_sar(pair.sar, d)
+        moving = pair.optical.astype(np.float32).mean(axis=0) if args.same_modality \
+            else pair.sar
+        sar_px, sar_valid = distort_sar(moving, d)
         truth, inside = truth_offsets(d, w, h)
         opt = GeoImage(pair.optical, pair.transform, pair.crs)
         sar = GeoImage(sar_px, pair.transform * d.sar_pixel_affine(), pair.crs, valid=sar_valid)
         own = None
         if args.consistency:  # the engine's answer on the undistorted pair
             try:
-                f0 = register(opt, GeoImage(pair.sar.astype(np.float32), pair.transform,
+                f0 = register(opt, GeoImage(moving.astype(np.float32), pair.transform,
                                             pair.crs), RegistrationOptions()).field
                 own = offset_window(f0, opt.grid, opt.grid, (0, 0, h, w))
             except UnreliableRegistrationError:
