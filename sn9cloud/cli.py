@@ -201,5 +201,33 @@ def ingest_cmd(catalog: str, dsn: str | None) -> None:
     _ingest(catalog, dsn)
 
 
+@main.command()
+@click.argument("catalog")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to serve on.")
+@click.option("--port", type=int, default=8090, show_default=True, help="Port to serve on.")
+@click.option("--browser-dir", default=None,
+              help="A built STAC Browser (default: $SN9CLOUD_STAC_BROWSER or "
+                   "deploy/stac-browser/dist).")
+def browse(catalog: str, host: str, port: int, browser_dir: str | None) -> None:
+    """Serve STAC Browser on CATALOG: a local results folder (served beside the browser)
+    or the http(s) URL of a STAC API or catalog. Runs until interrupted."""
+    import time
+    from pathlib import Path
+
+    from sn9cloud.stac.browser import BrowserServer
+
+    try:
+        server = BrowserServer(catalog, Path(browser_dir) if browser_dir else None, host,
+                               port).start()
+    except Sn9Error as e:
+        _fail(e)
+    click.echo(f"STAC Browser on {server.url} for {catalog} (Ctrl-C to stop)")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        server.stop()
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -48,8 +48,9 @@ def main(argv: list[str] | None = None) -> int:
               f"{s.score:7.2f} {georef:15.2f}")
     print(f"mean over {len(means)} pairs: {np.mean(means):.2f} px "
           "(SpaceNet 9 metric against the known tie-points)")
-    print(f"\nbrowse the results: {output}/catalog.json (a static STAC catalog; open it in "
-          "STAC Browser, or load it into the STAC API with `sn9cloud ingest`)")
+    print(f"\nbrowse the results: `sn9cloud browse {output}` (STAC Browser on "
+          "http://127.0.0.1:8090/, after `deploy/stac-browser/stac-browser.sh build`), or load "
+          "them into the STAC API with `sn9cloud ingest`")
     return 0
 
 

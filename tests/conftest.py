@@ -1,10 +1,16 @@
-"""Shared fixtures: real data from ../shared/data and small rasters built per test."""
+"""Shared fixtures: real data from ../shared/data, small rasters built per test, moto's S3
+server, and headless Chromium on the built STAC Browser."""
 
 from __future__ import annotations
 
+import os
+import re
+import shutil
 import socket
+import subprocess
 import sys
-from collections.abc import Iterator
+import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -57,3 +63,40 @@ def s3_env(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     return s3_endpoint
+
+
+def _chromium() -> str:
+    from sn9cloud.stac.browser import default_browser_dir
+
+    exe = shutil.which("chromium")
+    built = (default_browser_dir() / "index.html").exists()
+    if exe and built:
+        return exe
+    why = ("chromium is not installed (deploy/stac-browser/stac-browser.sh install)" if not exe
+           else "STAC Browser is not built (deploy/stac-browser/stac-browser.sh build)")
+    if os.environ.get("SN9CLOUD_REQUIRE_SERVICES"):
+        pytest.fail(why)
+    pytest.skip(why)
+
+
+def _render(exe: str, url: str) -> str:
+    """The page's text once the app has rendered it. Name resolution stops at loopback:
+    the map's basemap tiles and anything else remote stay unreached."""
+    with tempfile.TemporaryDirectory() as profile:
+        res = subprocess.run(
+            [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+             "--no-first-run", "--disable-background-networking", "--disable-component-update",
+             "--disable-sync", f"--user-data-dir={profile}",
+             "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+             "--virtual-time-budget=15000", "--dump-dom", url],
+            capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", res.stdout))
+
+
+@pytest.fixture()
+def render() -> Callable[[str], str]:
+    """Renders a page of the built STAC Browser in Debian's headless Chromium and returns
+    its text (fails under SN9CLOUD_REQUIRE_SERVICES=1 when either is missing)."""
+    exe = _chromium()
+    return lambda url: _render(exe, url)

@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -18,6 +18,8 @@ from click.testing import CliRunner
 from pystac_client import Client
 
 from sn9cloud.cli import main
+from sn9cloud.stac.browser import BrowserServer
+from sn9cloud.stac.items import result_id
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "deploy" / "stac-api" / "stac-api.sh"
@@ -84,6 +86,25 @@ def test_inputs_from_api_results_into_api(stac_api: dict[str, str], tmp_path: Pa
                                   bbox=[10.0, 10.0, 11.0, 11.0]).items())
     assert not list(client.search(collections=["sn9cloud-offsets"],
                                   datetime="2020-01-01/2020-12-31").items())
+
+
+def test_browser_shows_a_result_from_the_api(stac_api: dict[str, str], tmp_path: Path,
+                                            render: Callable[[str], str]) -> None:
+    """A person's view: STAC Browser pointed at the API (another origin: the API's CORS)
+    shows a published result's page."""
+    dsn, url = stac_api["PGSTAC_DSN"], stac_api["STAC_API_URL"]
+    res = CliRunner().invoke(main, [
+        "run", str(SAMPLE / "catalog.json"), "--out", str(tmp_path / "out"), "--pgstac", dsn,
+        "--pair", "sample-optical-02", "sample-sar-02"])
+    assert res.exit_code == 0, res.output
+    item = next(Client.open(url).search(collections=["sn9cloud-offsets"],
+                                        ids=[result_id("sample-optical-02",
+                                                       "sample-sar-02")]).items())
+    with BrowserServer(url) as b:
+        text = render(f"{b.url}#/collections/sn9cloud-offsets/items/{item.id}")
+    assert item.properties["title"] in text
+    assert "Offset map (dx, dy)" in text
+    assert f"Inliers {item.properties['sn9cloud:report']['inliers']}" in text
 
 
 def test_ingest_without_database_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
