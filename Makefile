@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 SAMPLE := catalogs/sample
 DEMO_OUT := demo-output
 
-.PHONY: venv demo test lint bench clean
+.PHONY: venv demo browse test lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,10 +25,18 @@ demo: $(STAMP)
 	$(VENV)/bin/sn9cloud run $(SAMPLE)/catalog.json --out $(DEMO_OUT)
 	$(VENV)/bin/python -m sn9cloud.demo_check $(SAMPLE) $(DEMO_OUT)
 
-# PostgreSQL + PostGIS for the STAC API tests come from Debian packages (installed once);
-# the tests start their own throwaway database, STAC API, S3 server and Ray clusters.
+# STAC Browser on the demo's results, at http://127.0.0.1:8090/ (built once; needs npm).
+browse: $(STAMP)
+	deploy/stac-browser/stac-browser.sh build
+	$(VENV)/bin/sn9cloud browse $(DEMO_OUT)
+
+# PostgreSQL + PostGIS for the STAC API tests and Chromium for the browser test come from
+# Debian packages, STAC Browser from npm (each installed or built once); the tests start
+# their own throwaway database, STAC API, S3 server, browser server and Ray clusters.
 test: $(STAMP)
 	deploy/stac-api/stac-api.sh install
+	deploy/stac-browser/stac-browser.sh install
+	deploy/stac-browser/stac-browser.sh build
 	$(VENV)/bin/ruff check sn9cloud tests benchmarks catalogs
 	SN9CLOUD_REQUIRE_SERVICES=1 $(VENV)/bin/pytest -q
 
@@ -36,4 +44,4 @@ bench: $(STAMP)
 	$(PY) benchmarks/accuracy.py
 
 clean:
-	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache
+	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache deploy/stac-browser/dist
