@@ -82,6 +82,9 @@ def test_bad_input(tmp_path: Path, fake_browser: Path, published: Path) -> None:
     (tmp_path / "catalog.json").write_text("{not json")
     with pytest.raises(InputError, match="not readable STAC JSON"):
         BrowserServer(str(tmp_path), fake_browser)
+    (tmp_path / "catalog.json").write_text("[1, 2]")
+    with pytest.raises(InputError, match="not a STAC catalog"):
+        BrowserServer(str(tmp_path), fake_browser)
     res = CliRunner().invoke(main, ["browse", str(tmp_path / "missing"), "--browser-dir",
                                     str(fake_browser)])
     assert res.exit_code == 2 and "no such catalog" in res.output

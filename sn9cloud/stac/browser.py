@@ -56,9 +56,10 @@ def local_catalog_root(catalog: str) -> Path | None:
         raise InputError(f"{catalog}: no catalog.json there (is it a published sn9cloud "
                          "catalog?)")
     try:
-        kind = json.loads((root / "catalog.json").read_text()).get("type")
+        doc = json.loads((root / "catalog.json").read_text())
     except (OSError, ValueError) as e:
         raise InputError(f"{root / 'catalog.json'}: not readable STAC JSON ({e})") from e
+    kind = doc.get("type") if isinstance(doc, dict) else None
     if kind not in ("Catalog", "Collection"):
         raise InputError(f"{root / 'catalog.json'}: not a STAC catalog (type {kind!r})")
     return root
