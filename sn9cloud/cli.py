@@ -8,7 +8,7 @@ import sys
 import click
 
 from sn9cloud import __version__
-from sn9cloud.errors import Sn9Error
+from sn9cloud.errors import InputError, Sn9Error
 
 
 def _fail(e: Sn9Error) -> None:
@@ -109,6 +109,10 @@ def _bbox(value: str | None) -> tuple[float, float, float, float] | None:
 @click.option("--pgstac", "pgstac_dsn", default=None, metavar="DSN",
               help="After publishing, load the results into this pgstac database (the STAC "
                    "API's); see `sn9cloud ingest`.")
+@click.option("--stac-api", "stac_api", default=None, metavar="URL",
+              help="After publishing, create the results in this STAC API through its "
+                   "Transactions extension (token: $SN9CLOUD_STAC_API_TOKEN); see "
+                   "`sn9cloud ingest`.")
 @click.option("--ray", "ray_address", is_flag=False, flag_value="", default=None,
               metavar="[ADDRESS]", help="Run the pairs at once on a Ray cluster: ADDRESS, the "
               "cluster this runs in (under `ray job submit`), or a local one.")
@@ -119,7 +123,8 @@ def run(catalog: str, output: str, collections: tuple[str, ...], bbox: str | Non
         dt: str | None, pairs: tuple[tuple[str, str], ...], sar_collections: tuple[str, ...],
         min_overlap: float, max_days: float | None, results_collection: str, model: str,
         matcher: str, max_working_size: int, force: bool, pgstac_dsn: str | None,
-        ray_address: str | None, ray_windows: bool, as_json: bool) -> None:
+        stac_api: str | None, ray_address: str | None, ray_windows: bool,
+        as_json: bool) -> None:
     """Register every optical/SAR pair of CATALOG (static catalog or STAC API) and publish
     an offset-map COG and a STAC item per pair under --out."""
     from sn9cloud.pipeline import PairOutcome, RunOptions, run_catalog
@@ -172,6 +177,8 @@ def run(catalog: str, output: str, collections: tuple[str, ...], bbox: str | Non
         click.echo(f"sn9cloud: error: {o.name}: {o.error}", err=True)
     if pgstac_dsn is not None and (c["published"] or c["skipped"]):
         _ingest(f"{output.rstrip('/')}/catalog.json", pgstac_dsn)
+    if stac_api is not None and (c["published"] or c["skipped"]):
+        _publish_api(f"{output.rstrip('/')}/catalog.json", stac_api, replace=force)
     if as_json:
         click.echo(json.dumps({"counts": c, "outcomes": [o.to_dict() for o in summary.outcomes]}))
     if summary.failed:
@@ -192,13 +199,34 @@ def _ingest(catalog: str, dsn: str | None) -> None:
                "into pgstac")
 
 
+def _publish_api(catalog: str, api_url: str, replace: bool = False) -> None:
+    from sn9cloud.stac.transactions import publish_to_api
+
+    try:
+        pub = publish_to_api(catalog, api_url, replace=replace)
+    except Sn9Error as e:
+        _fail(e)
+    kept = (f"{pub.items_replaced} item(s) replaced" if replace
+            else f"{pub.items_existing} item(s) already there, left as they are")
+    click.echo(f"STAC API {api_url}: created {pub.collections_created} collection(s) and "
+               f"{pub.items_created} item(s); {kept}")
+
+
 @main.command("ingest")
 @click.argument("catalog")
 @click.option("--dsn", default=None, help="pgstac database (default: PGSTAC_DSN or PG* vars).")
-def ingest_cmd(catalog: str, dsn: str | None) -> None:
+@click.option("--stac-api", "stac_api", default=None, metavar="URL",
+              help="Instead of the database: a STAC API with the Transactions extension.")
+def ingest_cmd(catalog: str, dsn: str | None, stac_api: str | None) -> None:
     """Load a static STAC catalog (e.g. the results of `sn9cloud run`) into pgstac, the
-    database behind the STAC API."""
-    _ingest(catalog, dsn)
+    database behind the STAC API, or into a STAC API through its Transactions extension
+    (what is already there is left as it is)."""
+    if stac_api is not None:
+        if dsn is not None:
+            _fail(InputError("give --dsn or --stac-api, not both"))
+        _publish_api(catalog, stac_api)
+    else:
+        _ingest(catalog, dsn)
 
 
 @main.command()

@@ -4,13 +4,16 @@ searched with pystac-client. Inputs are read from the API too."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -105,6 +108,74 @@ def test_browser_shows_a_result_from_the_api(stac_api: dict[str, str], tmp_path:
     assert item.properties["title"] in text
     assert "Offset map (dx, dy)" in text
     assert f"Inliers {item.properties['sn9cloud:report']['inliers']}" in text
+
+
+def test_results_published_through_transactions(stac_api: dict[str, str],
+                                                tmp_path: Path) -> None:
+    """`run --stac-api`: results created through the API (no database access); a rerun
+    leaves them as they are, a --force rerun replaces the item and keeps the old assets."""
+    url = stac_api["STAC_API_URL"]
+    out = tmp_path / "out"
+    args = ["run", str(SAMPLE / "catalog.json"), "--out", str(out), "--stac-api", url,
+            "--pair", "sample-optical-03", "sample-sar-03"]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 0, res.output
+    assert "created" in res.output and "1 item(s)" in res.output
+    rid = result_id("sample-optical-03", "sample-sar-03")
+    client = Client.open(url)
+    first = next(client.search(collections=["sn9cloud-offsets"], ids=[rid]).items())
+    href = first.assets["offsets"].href
+    assert Path(href).is_file() and first.properties["sn9cloud:report"]["model"] == "nonrigid"
+
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 0 and "1 item(s) already there, left as they are" in res.output
+    again = next(client.search(collections=["sn9cloud-offsets"], ids=[rid]).items())
+    assert again.assets["offsets"].href == href
+
+    res = CliRunner().invoke(main, [*args, "--force", "--model", "affine"])
+    assert res.exit_code == 0 and "1 item(s) replaced" in res.output, res.output
+    new = next(client.search(collections=["sn9cloud-offsets"], ids=[rid]).items())
+    assert new.properties["sn9cloud:report"]["model"] == "affine"
+    assert new.assets["offsets"].href != href and Path(href).is_file()
+
+
+def test_transactions_refused_or_unreachable_are_clear_errors(tmp_path: Path) -> None:
+    """An API without the Transactions extension, or none at all: exit 2 naming it."""
+    landing = json.dumps({"type": "Catalog", "id": "ro", "conformsTo": [
+        "https://api.stacspec.org/v1.0.0/core"], "links": []}).encode()
+
+    class ReadOnly(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(landing)
+
+        def do_POST(self) -> None:  # must never be reached
+            raise AssertionError("a write was sent to a read-only API")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    published = tmp_path / "cat"
+    res = CliRunner().invoke(main, ["run", str(SAMPLE / "catalog.json"), "--out",
+                                    str(published), "--pair", "sample-optical-01",
+                                    "sample-sar-01"])
+    assert res.exit_code == 0, res.output
+    server = ThreadingHTTPServer(("127.0.0.1", 0), ReadOnly)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        ro = f"http://127.0.0.1:{server.server_address[1]}"
+        res = CliRunner().invoke(main, ["ingest", str(published / "catalog.json"),
+                                        "--stac-api", ro])
+        assert res.exit_code == 2 and "does not accept transactions" in res.output
+        assert ro in res.output
+    finally:
+        server.shutdown()
+        server.server_close()
+    res = CliRunner().invoke(main, ["ingest", str(published / "catalog.json"), "--stac-api",
+                                    f"http://127.0.0.1:{_free_port()}"])
+    assert res.exit_code == 2 and "unreachable" in res.output
 
 
 def test_ingest_without_database_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:

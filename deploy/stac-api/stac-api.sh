@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # A STAC API over sn9cloud's results: PostgreSQL + PostGIS (Debian packages), pgstac
-# (migrated with pypgstac) and stac-fastapi-pgstac (uvicorn), all on 127.0.0.1.
+# (migrated with pypgstac) and stac-fastapi-pgstac (uvicorn), all on 127.0.0.1, with the
+# Transactions extension on (`sn9cloud run --stac-api`): it accepts writes from anyone who
+# reaches it, so expose it only behind an authenticating proxy.
 #
 #   deploy/stac-api/stac-api.sh install                 # Debian packages, if missing (root)
 #   deploy/stac-api/stac-api.sh start STATE_DIR [PG_PORT] [API_PORT]
@@ -58,7 +60,8 @@ start() {
   "$PYTHON" -m pypgstac.pypgstac migrate --dsn "$dsn" >"$state/migrate.log" 2>&1 \
     || die "pypgstac migrate failed (see $state/migrate.log)"
   PGUSER=postgres PGPASSWORD="$password" PGHOST=127.0.0.1 PGPORT="$pgport" \
-  PGDATABASE=postgres nohup "$PYTHON" -m uvicorn stac_fastapi.pgstac.app:create_app --factory \
+  PGDATABASE=postgres ENABLE_TRANSACTIONS_EXTENSIONS=true \
+    nohup "$PYTHON" -m uvicorn stac_fastapi.pgstac.app:create_app --factory \
     --host 127.0.0.1 --port "$apiport" >"$state/api.log" 2>&1 &
   echo $! >"$state/api.pid"
   local url="http://127.0.0.1:$apiport"

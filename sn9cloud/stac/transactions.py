@@ -1,0 +1,116 @@
+"""Publishing results into a STAC API through its Transactions extension.
+
+In a cloud deployment the API's database is rarely reachable from the workers, but the
+API is: results go in as `POST /collections` and `POST /collections/{id}/items`, with
+hrefs made absolute as for `ingest`. Nothing already in the API is replaced: an item the
+API already holds (409) is left as it is and counted, so a rerun is safe and data already
+published is never lost; with ``replace`` (a `--force` rerun) it is updated to the new
+item, whose assets sit beside the old ones (content-addressed), which stay. A bearer
+token, where the API wants one, comes from $SN9CLOUD_STAC_API_TOKEN, never from the
+command line.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from urllib.parse import quote
+
+import requests
+
+from sn9cloud.errors import InputError, OutputError
+from sn9cloud.stac.ingest import collect
+
+TRANSACTION_CONFORMANCE = "ogcapi-features/extensions/transaction"
+
+
+@dataclass(frozen=True)
+class ApiPublication:
+    collections_created: int
+    items_created: int
+    items_existing: int  # already in the API: left as they were, or replaced
+    items_replaced: int = 0
+
+
+def _session() -> requests.Session:
+    s = requests.Session()
+    s.headers["Accept"] = "application/json"
+    token = os.environ.get("SN9CLOUD_STAC_API_TOKEN")
+    if token:
+        s.headers["Authorization"] = f"Bearer {token}"
+    return s
+
+
+def _message(r: requests.Response) -> str:
+    try:
+        body = r.json()
+        detail = body.get("detail") or body.get("description") or body.get("code")
+    except ValueError:
+        detail = r.text[:200]
+    return f"HTTP {r.status_code}: {detail}"
+
+
+def _call(s: requests.Session, method: str, url: str, timeout: float,
+          **kw: object) -> requests.Response:
+    try:
+        return s.request(method, url, timeout=timeout, **kw)
+    except requests.RequestException as e:
+        raise OutputError(f"STAC API {url}: unreachable ({type(e).__name__})") from e
+
+
+def check_transactions(api_url: str, session: requests.Session | None = None,
+                       timeout: float = 30.0) -> None:
+    """Fail early, before anything is sent, if the API does not accept writes."""
+    s = session or _session()
+    r = _call(s, "GET", api_url.rstrip("/") + "/", timeout)
+    if r.status_code != 200:
+        raise OutputError(f"STAC API {api_url}: landing page answered {_message(r)}")
+    try:
+        conforms = r.json().get("conformsTo", [])
+    except (ValueError, AttributeError) as e:
+        raise InputError(f"{api_url}: not a STAC API (its landing page is not JSON)") from e
+    if not any(TRANSACTION_CONFORMANCE in c for c in conforms):
+        raise OutputError(
+            f"STAC API {api_url} does not accept transactions (its conformance lists no "
+            "Transactions extension); enable it there, or load the database with --pgstac")
+
+
+def publish_to_api(catalog: str, api_url: str, replace: bool = False,
+                   timeout: float = 30.0) -> ApiPublication:
+    """Create the catalog's collections and items in the API where they are missing (and
+    with ``replace``, update the items it already holds)."""
+    collections, items = collect(catalog)
+    if not collections:
+        raise InputError(f"catalog {catalog}: no collections to publish")
+    base = api_url.rstrip("/")
+    s = _session()
+    check_transactions(base, s, timeout)
+    created_c = created_i = existing = replaced = 0
+    for c in collections:
+        url = f"{base}/collections/{quote(c['id'], safe='')}"
+        r = _call(s, "GET", url, timeout)
+        if r.status_code == 404:
+            r = _call(s, "POST", f"{base}/collections", timeout, json=c)
+            if r.status_code not in (200, 201):
+                raise OutputError(f"STAC API {base}: creating collection {c['id']} answered "
+                                  f"{_message(r)}")
+            created_c += 1
+        elif r.status_code != 200:
+            raise OutputError(f"STAC API {url}: {_message(r)}")
+    for it in items:
+        url = f"{base}/collections/{quote(it['collection'], safe='')}/items"
+        r = _call(s, "POST", url, timeout, json=it)
+        if r.status_code in (200, 201):
+            created_i += 1
+        elif r.status_code == 409:
+            existing += 1
+            if replace:
+                r = _call(s, "PUT", f"{url}/{quote(it['id'], safe='')}", timeout, json=it)
+                if r.status_code not in (200, 201):
+                    raise OutputError(f"STAC API {base}: replacing item {it['id']} answered "
+                                      f"{_message(r)}")
+                replaced += 1
+        else:
+            raise OutputError(f"STAC API {base}: creating item {it['id']} answered "
+                              f"{_message(r)}")
+    return ApiPublication(created_c, created_i, existing, replaced)
