@@ -178,7 +178,9 @@ def run(catalog: str, output: str, collections: tuple[str, ...], bbox: str | Non
     if pgstac_dsn is not None and (c["published"] or c["skipped"]):
         _ingest(f"{output.rstrip('/')}/catalog.json", pgstac_dsn)
     if stac_api is not None and (c["published"] or c["skipped"]):
-        _publish_api(f"{output.rstrip('/')}/catalog.json", stac_api, replace=force)
+        republished = {o.item_id for o in summary.outcomes if o.status == "published"}
+        _publish_api(f"{output.rstrip('/')}/catalog.json", stac_api,
+                     replace=republished if force else None)
     if as_json:
         click.echo(json.dumps({"counts": c, "outcomes": [o.to_dict() for o in summary.outcomes]}))
     if summary.failed:
@@ -199,17 +201,16 @@ def _ingest(catalog: str, dsn: str | None) -> None:
                "into pgstac")
 
 
-def _publish_api(catalog: str, api_url: str, replace: bool = False) -> None:
+def _publish_api(catalog: str, api_url: str, replace: set[str] | None = None) -> None:
     from sn9cloud.stac.transactions import publish_to_api
 
     try:
-        pub = publish_to_api(catalog, api_url, replace=replace)
+        pub = publish_to_api(catalog, api_url, replace=replace or set())
     except Sn9Error as e:
         _fail(e)
-    kept = (f"{pub.items_replaced} item(s) replaced" if replace
-            else f"{pub.items_existing} item(s) already there, left as they are")
     click.echo(f"STAC API {api_url}: created {pub.collections_created} collection(s) and "
-               f"{pub.items_created} item(s); {kept}")
+               f"{pub.items_created} item(s); {pub.items_replaced} item(s) replaced, "
+               f"{pub.items_existing - pub.items_replaced} already there left as they are")
 
 
 @main.command("ingest")

@@ -116,25 +116,36 @@ def test_results_published_through_transactions(stac_api: dict[str, str],
     leaves them as they are, a --force rerun replaces the item and keeps the old assets."""
     url = stac_api["STAC_API_URL"]
     out = tmp_path / "out"
+    # a collection of its own: the module's API is shared with the other tests
+    coll = "sn9cloud-offsets-transactions"
     args = ["run", str(SAMPLE / "catalog.json"), "--out", str(out), "--stac-api", url,
-            "--pair", "sample-optical-03", "sample-sar-03"]
+            "--results-collection", coll, "--pair", "sample-optical-03", "sample-sar-03"]
     res = CliRunner().invoke(main, args)
     assert res.exit_code == 0, res.output
-    assert "created" in res.output and "1 item(s)" in res.output
+    assert "created 1 collection(s) and 1 item(s)" in res.output
     rid = result_id("sample-optical-03", "sample-sar-03")
     client = Client.open(url)
-    first = next(client.search(collections=["sn9cloud-offsets"], ids=[rid]).items())
+    first = next(client.search(collections=[coll], ids=[rid]).items())
     href = first.assets["offsets"].href
     assert Path(href).is_file() and first.properties["sn9cloud:report"]["model"] == "nonrigid"
 
     res = CliRunner().invoke(main, args)
-    assert res.exit_code == 0 and "1 item(s) already there, left as they are" in res.output
-    again = next(client.search(collections=["sn9cloud-offsets"], ids=[rid]).items())
+    assert res.exit_code == 0 and "1 already there left as they are" in res.output
+    again = next(client.search(collections=[coll], ids=[rid]).items())
     assert again.assets["offsets"].href == href
 
+    # the output catalog also gets a second result, which --force does not republish
+    res = CliRunner().invoke(main, [*args[:-3], "--pair", "sample-optical-02", "sample-sar-02"])
+    assert res.exit_code == 0 and "created 0 collection(s) and 1 item(s)" in res.output, \
+        res.output
+    rid2 = result_id("sample-optical-02", "sample-sar-02")
+    before2 = next(client.search(collections=[coll], ids=[rid2]).items())
     res = CliRunner().invoke(main, [*args, "--force", "--model", "affine"])
-    assert res.exit_code == 0 and "1 item(s) replaced" in res.output, res.output
-    new = next(client.search(collections=["sn9cloud-offsets"], ids=[rid]).items())
+    assert res.exit_code == 0 and "1 item(s) replaced, 1 already there" in res.output, \
+        res.output
+    after2 = next(client.search(collections=[coll], ids=[rid2]).items())
+    assert after2.to_dict() == before2.to_dict()
+    new = next(client.search(collections=[coll], ids=[rid]).items())
     assert new.properties["sn9cloud:report"]["model"] == "affine"
     assert new.assets["offsets"].href != href and Path(href).is_file()
 

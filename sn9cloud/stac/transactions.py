@@ -4,8 +4,8 @@ In a cloud deployment the API's database is rarely reachable from the workers, b
 API is: results go in as `POST /collections` and `POST /collections/{id}/items`, with
 hrefs made absolute as for `ingest`. Nothing already in the API is replaced: an item the
 API already holds (409) is left as it is and counted, so a rerun is safe and data already
-published is never lost; with ``replace`` (a `--force` rerun) it is updated to the new
-item, whose assets sit beside the old ones (content-addressed), which stay. A bearer
+published is never lost; only the items a `--force` rerun republished (``replace``) are
+updated, to new assets that sit beside the old ones (content-addressed), which stay. A bearer
 token, where the API wants one, comes from $SN9CLOUD_STAC_API_TOKEN, never from the
 command line.
 """
@@ -13,6 +13,7 @@ command line.
 from __future__ import annotations
 
 import os
+from collections.abc import Collection
 from dataclasses import dataclass
 from urllib.parse import quote
 
@@ -75,10 +76,10 @@ def check_transactions(api_url: str, session: requests.Session | None = None,
             "Transactions extension); enable it there, or load the database with --pgstac")
 
 
-def publish_to_api(catalog: str, api_url: str, replace: bool = False,
+def publish_to_api(catalog: str, api_url: str, replace: Collection[str] = (),
                    timeout: float = 30.0) -> ApiPublication:
-    """Create the catalog's collections and items in the API where they are missing (and
-    with ``replace``, update the items it already holds)."""
+    """Create the catalog's collections and items in the API where they are missing; of
+    those it already holds, update the ones whose ids are in ``replace``."""
     collections, items = collect(catalog)
     if not collections:
         raise InputError(f"catalog {catalog}: no collections to publish")
@@ -104,7 +105,7 @@ def publish_to_api(catalog: str, api_url: str, replace: bool = False,
             created_i += 1
         elif r.status_code == 409:
             existing += 1
-            if replace:
+            if it["id"] in replace:
                 r = _call(s, "PUT", f"{url}/{quote(it['id'], safe='')}", timeout, json=it)
                 if r.status_code not in (200, 201):
                     raise OutputError(f"STAC API {base}: replacing item {it['id']} answered "
