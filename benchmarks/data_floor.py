@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from accuracy import load_pairs  # noqa: E402
 
 from sn9cloud.engine import GeoImage, register  # noqa: E402
+from sn9cloud.engine.coarse import parabola_vertex  # noqa: E402
 from sn9cloud.engine.offsets import offset_window  # noqa: E402
 from sn9cloud.errors import UnreliableRegistrationError  # noqa: E402
 
@@ -64,13 +65,8 @@ def mi_shift(optical: np.ndarray, sar: np.ndarray, radius: int = MI_RADIUS) -> n
             nz = p > 0
             surf[dy + radius, dx + radius] = float((p[nz] * np.log(p[nz] / outer[nz])).sum())
     iy, ix = np.unravel_index(int(surf.argmax()), surf.shape)
-
-    def par(a: float, b: float, c: float) -> float:
-        den = a - 2 * b + c
-        return float(np.clip(0.5 * (a - c) / den, -0.5, 0.5)) if den < 0 else 0.0
-
-    sx = par(surf[iy, ix - 1], surf[iy, ix], surf[iy, ix + 1]) if 0 < ix < 2 * radius else 0.0
-    sy = par(surf[iy - 1, ix], surf[iy, ix], surf[iy + 1, ix]) if 0 < iy < 2 * radius else 0.0
+    sx = parabola_vertex(*surf[iy, ix - 1:ix + 2]) if 0 < ix < 2 * radius else 0.0
+    sy = parabola_vertex(*surf[iy - 1:iy + 2, ix]) if 0 < iy < 2 * radius else 0.0
     return np.array([ix - radius + sx, iy - radius + sy])
 
 

@@ -66,14 +66,19 @@ def s3_env(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
 
 
 def _chromium() -> str:
-    from sn9cloud.stac.browser import default_browser_dir
+    from sn9cloud.errors import InputError
+    from sn9cloud.stac.browser import check_browser_dir, default_browser_dir
 
     exe = shutil.which("chromium")
-    built = (default_browser_dir() / "index.html").exists()
-    if exe and built:
+    try:
+        check_browser_dir(default_browser_dir())
+        built = None
+    except InputError as e:
+        built = str(e)
+    if exe and built is None:
         return exe
     why = ("chromium is not installed (deploy/stac-browser/stac-browser.sh install)" if not exe
-           else "STAC Browser is not built (deploy/stac-browser/stac-browser.sh build)")
+           else built)
     if os.environ.get("SN9CLOUD_REQUIRE_SERVICES"):
         pytest.fail(why)
     pytest.skip(why)

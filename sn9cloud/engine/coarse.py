@@ -72,6 +72,13 @@ def _masked_ncc(
     return ncc
 
 
+def parabola_vertex(a: float, b: float, c: float) -> float:
+    """Sub-pixel offset in [-0.5, 0.5] of the maximum of the parabola through (-1, a),
+    (0, b), (1, c); 0 where b is not a strict maximum."""
+    den = a - 2 * b + c
+    return float(np.clip(0.5 * (a - c) / den, -0.5, 0.5)) if den < 0 else 0.0
+
+
 def _peak(ncc: np.ndarray, max_shift: tuple[float, float], exclude: int) -> tuple:
     hh, ww = ncc.shape
     dy = np.fft.fftfreq(hh, 1.0 / hh)
@@ -82,12 +89,8 @@ def _peak(ncc: np.ndarray, max_shift: tuple[float, float], exclude: int) -> tupl
     iy, ix = divmod(k, ww)
     best = float(s[iy, ix])
     # sub-pixel by parabola
-    def par(a: float, b: float, c: float) -> float:
-        den = a - 2 * b + c
-        return float(np.clip(0.5 * (a - c) / den, -0.5, 0.5)) if den < 0 else 0.0
-
-    sx = par(s[iy, (ix - 1) % ww], best, s[iy, (ix + 1) % ww])
-    sy = par(s[(iy - 1) % hh, ix], best, s[(iy + 1) % hh, ix])
+    sx = parabola_vertex(s[iy, (ix - 1) % ww], best, s[iy, (ix + 1) % ww])
+    sy = parabola_vertex(s[(iy - 1) % hh, ix], best, s[(iy + 1) % hh, ix])
     ring = (np.abs(((np.arange(hh) - iy + hh // 2) % hh) - hh // 2)[:, None] > exclude) | (
         np.abs(((np.arange(ww) - ix + ww // 2) % ww) - ww // 2)[None, :] > exclude
     )
