@@ -210,7 +210,7 @@ def _publish_api(catalog: str, api_url: str, replace: set[str] | None = None) ->
         _fail(e)
     click.echo(f"STAC API {api_url}: created {pub.collections_created} collection(s) and "
                f"{pub.items_created} item(s); {pub.items_replaced} item(s) replaced, "
-               f"{pub.items_existing - pub.items_replaced} already there left as they are")
+               f"{pub.items_existing} already there left as they are")
 
 
 @main.command("ingest")

@@ -29,7 +29,7 @@ TRANSACTION_CONFORMANCE = "ogcapi-features/extensions/transaction"
 class ApiPublication:
     collections_created: int
     items_created: int
-    items_existing: int  # already in the API: left as they were, or replaced
+    items_existing: int  # already in the API and left as they were
     items_replaced: int = 0
 
 
@@ -103,14 +103,14 @@ def publish_to_api(catalog: str, api_url: str, replace: Collection[str] = (),
         r = _call(s, "POST", url, timeout, json=it)
         if r.status_code in (200, 201):
             created_i += 1
+        elif r.status_code == 409 and it["id"] in replace:
+            r = _call(s, "PUT", f"{url}/{quote(it['id'], safe='')}", timeout, json=it)
+            if r.status_code not in (200, 201):
+                raise OutputError(f"STAC API {base}: replacing item {it['id']} answered "
+                                  f"{_message(r)}")
+            replaced += 1
         elif r.status_code == 409:
             existing += 1
-            if it["id"] in replace:
-                r = _call(s, "PUT", f"{url}/{quote(it['id'], safe='')}", timeout, json=it)
-                if r.status_code not in (200, 201):
-                    raise OutputError(f"STAC API {base}: replacing item {it['id']} answered "
-                                      f"{_message(r)}")
-                replaced += 1
         else:
             raise OutputError(f"STAC API {base}: creating item {it['id']} answered "
                               f"{_message(r)}")
