@@ -30,8 +30,11 @@ from sn9cloud.engine.fit import DisplacementField
 from sn9cloud.engine.grid import resample_to
 from sn9cloud.engine.offsets import offset_window
 from sn9cloud.errors import UnreliableRegistrationError
+from sn9cloud.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
+#: this machine's threads (SN9CLOUD_THREADS, else all cores), as `sn9cloud register` uses
+EXECUTOR = Settings.from_env().apply().executor()
 WRONG_PX = 5.0
 
 
@@ -160,7 +163,7 @@ def sn9cloud_method(model: str) -> Callable:
     options = RegistrationOptions(model=model)
 
     def run(opt: GeoImage, sar: GeoImage) -> DisplacementField:
-        return register(opt, sar, options).field
+        return register(opt, sar, options, executor=EXECUTOR).field
 
     return run
 
@@ -217,7 +220,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.consistency:  # the engine's answer on the undistorted pair
             try:
                 f0 = register(opt, GeoImage(moving.astype(np.float32), pair.transform,
-                                            pair.crs), RegistrationOptions()).field
+                                            pair.crs), RegistrationOptions(),
+                              executor=EXECUTOR).field
                 own = offset_window(f0, opt.grid, opt.grid, (0, 0, h, w))
             except UnreliableRegistrationError:
                 own = None

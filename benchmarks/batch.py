@@ -29,6 +29,8 @@ from rasterio.warp import transform_geom
 
 from sn9cloud.distortion import distort_sar, random_distortion
 from sn9cloud.io.cog import write_image_cog
+from sn9cloud.prepared import PreparedRun
+from sn9cloud.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 BUCKET = "sn9-batch"
@@ -114,7 +116,7 @@ def timed_ray_batch(pairs, options, num_cpus: int | None, two_nodes: bool = Fals
     try:
         _warm(ray)
         t0 = time.perf_counter()
-        outcomes = run_batch(pairs, options)
+        outcomes = run_batch(pairs, options, PreparedRun.of(options.config, Settings.from_env()))
         dt = time.perf_counter() - t0
         nodes = len({o.node for o in outcomes})
         overhead = window_job_overhead() if num_cpus == 2 and not two_nodes else None
@@ -202,9 +204,11 @@ def main(argv: list[str] | None = None) -> int:
 
         opts = RunOptions(output=f"s3://{BUCKET}/out-inprocess")
         pub = Publisher(opts.output)
-        process_pair(pairs[0], Publisher(f"s3://{BUCKET}/warm"), opts)  # imports, caches
+        settings = Settings.from_env().apply()  # as `sn9cloud run` does
+        run, ex = PreparedRun.of(opts.config, settings), settings.executor()
+        process_pair(pairs[0], Publisher(f"s3://{BUCKET}/warm"), opts, run, ex)  # warm up
         t0 = time.perf_counter()
-        local = [process_pair(p, pub, opts) for p in pairs]
+        local = [process_pair(p, pub, opts, run, ex) for p in pairs]
         rows.append(("in-process (2 cores, threads)", time.perf_counter() - t0, local, 1))
         overhead = None
         for label, cpus, two in (("Ray, 1 worker", 1, False), ("Ray, 2 workers", 2, False),

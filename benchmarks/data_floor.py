@@ -38,6 +38,9 @@ from sn9cloud.engine import GeoImage, register  # noqa: E402
 from sn9cloud.engine.coarse import parabola_vertex  # noqa: E402
 from sn9cloud.engine.offsets import offset_window  # noqa: E402
 from sn9cloud.errors import UnreliableRegistrationError  # noqa: E402
+from sn9cloud.settings import Settings  # noqa: E402
+
+EXECUTOR = Settings.from_env().apply().executor()  # this machine's threads, as the CLI
 
 MI_RADIUS = 16
 MI_BINS = 32
@@ -91,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         figure = pair.name.rsplit("_", 1)[0]
         mi = mi_shift(pair.optical, pair.sar)
         try:
-            result = register(opt, sar)
+            result = register(opt, sar, executor=EXECUTOR)
         except UnreliableRegistrationError:
             print(f"{pair.name:18s} declined {'':24s} {mi[0]:+6.2f} {mi[1]:+6.2f}")
             rows.append({"pair": pair.name, "figure": figure, "status": "declined",

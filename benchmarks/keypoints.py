@@ -1,6 +1,6 @@
 """Keypoint detector benchmark, in one run:
 
-    python benchmarks/keypoints.py [--data ../shared/data] [--models catalogs/models]
+    python benchmarks/keypoints.py [--data ../shared/data] [--models sn9cloud/models/shipped]
 
 1. The shipped SAR detector's localisation error on the held-out tiles (the validation
    split of `training/make_tiepoints.py`, regenerated with the training seed): median and
@@ -39,6 +39,9 @@ from sn9cloud.errors import UnreliableRegistrationError  # noqa: E402
 from sn9cloud.models.detector import load_detector  # noqa: E402
 from sn9cloud.models.similarity import centre_similarity  # noqa: E402
 from sn9cloud.models.unet import heatmap_peak  # noqa: E402
+from sn9cloud.settings import Settings  # noqa: E402
+
+EXECUTOR = Settings.from_env().apply().executor()  # this machine's threads, as the CLI
 from training.dataset import TileDataset, load_manifest  # noqa: E402
 
 
@@ -84,10 +87,10 @@ def evaluate(opt: GeoImage, sar: GeoImage, truth: np.ndarray, inside: np.ndarray
     row: dict = {}
     t = time.perf_counter()
     try:
-        eng = register(opt, sar, RegistrationOptions())
+        eng = register(opt, sar, RegistrationOptions(), executor=EXECUTOR)
         row["engine"], row["engine_s"] = err(eng), time.perf_counter() - t
         t = time.perf_counter()
-        ref = refine_with_detector(eng, opt, sar, det)
+        ref = refine_with_detector(eng, opt, sar, det, executor=EXECUTOR)
         row["keypoints"] = err(ref)
         row["keypoints_s"] = row["engine_s"] + time.perf_counter() - t
         row["kept"] = ref.report.levels[-1]["detector_refinement"]["kept"]
@@ -96,7 +99,7 @@ def evaluate(opt: GeoImage, sar: GeoImage, truth: np.ndarray, inside: np.ndarray
                    engine_s=time.perf_counter() - t, keypoints_s=time.perf_counter() - t)
     t = time.perf_counter()
     try:
-        row["baseline"] = err(baseline_register(opt, sar, det))
+        row["baseline"] = err(baseline_register(opt, sar, det, executor=EXECUTOR))
     except UnreliableRegistrationError:
         row["baseline"] = float("nan")
     row["baseline_s"] = time.perf_counter() - t

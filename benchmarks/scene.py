@@ -200,6 +200,7 @@ def io_floor(optical: str, sar: str, output: str) -> None:
     from sn9cloud.engine.types import Grid
     from sn9cloud.io.cog import build_offsets_cog
     from sn9cloud.io.s3 import client, gdal_env, split_s3
+    from sn9cloud.settings import Settings
 
     total = 0.0
     with rasterio.Env(**gdal_env()):
@@ -217,7 +218,7 @@ def io_floor(optical: str, sar: str, output: str) -> None:
 
     tmp = tempfile.mkdtemp()
     try:
-        cog = build_offsets_cog(tmp, grid, smooth)
+        cog = build_offsets_cog(tmp, grid, smooth, executor=Settings.from_env().executor())
         bucket, key = split_s3(output)
         client().upload_file(cog, bucket, key)
     finally:

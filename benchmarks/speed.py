@@ -16,7 +16,10 @@ from pathlib import Path
 import rasterio
 from rasterio.enums import Resampling
 
+from sn9cloud.config import RegistrationConfig
+from sn9cloud.prepared import PreparedRun
 from sn9cloud.register_pair import register_files
+from sn9cloud.settings import Settings
 
 SAMPLE = Path(__file__).resolve().parents[1] / "catalogs" / "sample-pair"
 
@@ -34,10 +37,13 @@ def _upsample(src: Path, dst: Path, k: int) -> None:
 
 
 def _time(optical: Path, sar: Path, out: Path, repeat: int = 3) -> tuple[float, dict]:
+    settings = Settings.from_env().apply()  # as `sn9cloud register` does
+    run = PreparedRun.of(RegistrationConfig(), settings)
     runs, rep = [], {}
     for _ in range(repeat):
         t0 = time.perf_counter()
-        rep = register_files(str(optical), str(sar), str(out))
+        rep = register_files(str(optical), str(sar), str(out), run,
+                             executor=settings.executor())
         runs.append(time.perf_counter() - t0)
     return statistics.median(runs), rep
 

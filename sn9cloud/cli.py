@@ -1,22 +1,106 @@
-"""The ``sn9cloud`` command line: parse arguments, call one library function, print."""
+"""The ``sn9cloud`` command line: parse arguments, read the settings once, build the one
+registration configuration, call one library function, print.
+
+Every failure a user can act on ends the same way: one line ``sn9cloud: error: ...``
+naming the input, exit status 2 (usage errors included).
+"""
 
 from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
+from typing import Any, NoReturn, TypeVar
 
 import click
 
 from sn9cloud import __version__
-from sn9cloud.errors import InputError, Sn9Error
+from sn9cloud.engine.registration import MODELS
+from sn9cloud.errors import InputError, Sn9Error, outcome
+from sn9cloud.matchers import MATCHERS
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _fail(e: Sn9Error) -> None:
-    click.echo(f"sn9cloud: error: {e}", err=True)
+def _fail(e: BaseException) -> NoReturn:
+    click.echo(f"sn9cloud: error: {outcome(e).message}", err=True)
     sys.exit(2)
 
 
-@click.group()
+class _Cli(click.Group):
+    """Usage errors (a bad flag, a missing argument) as one line and exit 2, like every
+    other error."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs["standalone_mode"] = False
+        try:
+            return super().main(*args, **kwargs)
+        except click.exceptions.Exit as e:
+            sys.exit(e.exit_code)
+        except click.exceptions.Abort:
+            click.echo("sn9cloud: aborted", err=True)
+            sys.exit(130)
+        except click.ClickException as e:
+            hint = ""
+            ctx = getattr(e, "ctx", None)
+            if ctx is not None:
+                hint = f" (see `{ctx.command_path} --help`)"
+            click.echo(f"sn9cloud: error: {e.format_message()}{hint}", err=True)
+            sys.exit(2)
+
+
+def _settings() -> Any:
+    """The environment's settings, read and checked once per command."""
+    from sn9cloud.settings import Settings
+
+    try:
+        return Settings.from_env().apply()
+    except Sn9Error as e:
+        _fail(e)
+
+
+def registration_options(f: F) -> F:
+    """The configuration flags `register` and `run` share; choices from the registries."""
+    f = click.option("--config", "config_path", default=None, metavar="FILE",
+                     help="TOML file of registration settings (see `sn9cloud config`); the "
+                          "flags below override it.")(f)
+    f = click.option("--max-working-size", type=int, default=None,
+                     help="Longest side of the working grid, px (default 1024).")(f)
+    f = click.option("--model", type=click.Choice(MODELS), default=None,
+                     help="Field model: smooth non-rigid (default, most accurate) or "
+                          "affine.")(f)
+    f = click.option("--matcher", type=click.Choice(MATCHERS.names()), default=None,
+                     help="; ".join(f"{m.name}: {m.summary}" for m in MATCHERS)
+                     + f" (default {MATCHERS.names()[0]}).")(f)
+    return f
+
+
+def _config(config_path: str | None, matcher: str | None, model: str | None,
+            max_working_size: int | None) -> Any:
+    from sn9cloud.config import RegistrationConfig, load_config
+
+    try:
+        config = load_config(config_path) if config_path else RegistrationConfig()
+        for flag, key, value in (("--matcher", "matcher", matcher),
+                                 ("--model", "engine.model", model),
+                                 ("--max-working-size", "engine.max_working_size",
+                                  max_working_size)):
+            config = config.with_values({key: value}, flag)
+    except Sn9Error as e:
+        _fail(e)
+    return config
+
+
+def _prepared(config: Any, settings: Any) -> Any:
+    from sn9cloud.prepared import PreparedRun
+
+    try:
+        return PreparedRun.of(config, settings)
+    except Sn9Error as e:
+        _fail(e)
+
+
+@click.group(cls=_Cli)
 @click.version_option(__version__, prog_name="sn9cloud")
 def main() -> None:
     """Register optical satellite images to SAR images (SpaceNet 9 offset maps)."""
@@ -26,30 +110,38 @@ def main() -> None:
 @click.argument("optical")
 @click.argument("sar")
 @click.option("-o", "--output", required=True, help="Offset-map COG to write (path or s3://).")
-@click.option("--model", type=click.Choice(["nonrigid", "affine"]), default="nonrigid",
-              show_default=True, help="Field model: smooth non-rigid (most accurate) or affine.")
 @click.option("--report", "report_path", default=None, help="Write the registration report (JSON).")
-@click.option("--max-working-size", type=int, default=1024, show_default=True,
-              help="Longest side of the working grid, px.")
-@click.option("--matcher", type=click.Choice(["engine", "keypoints", "baseline"]),
-              default="engine", show_default=True,
-              help="engine; keypoints: the engine refined by the learned detectors; "
-                   "baseline: the SpaceNet 9 baseline's workflow (detectors + RANSAC affine).")
-def register(optical: str, sar: str, output: str, model: str, report_path: str | None,
-             max_working_size: int, matcher: str) -> None:
+@registration_options
+def register(optical: str, sar: str, output: str, report_path: str | None,
+             matcher: str | None, model: str | None, max_working_size: int | None,
+             config_path: str | None) -> None:
     """Register SAR to OPTICAL and write the SpaceNet 9 offset map on the optical grid."""
     from sn9cloud.register_pair import register_files
 
+    settings = _settings()
+    run = _prepared(_config(config_path, matcher, model, max_working_size), settings)
     try:
-        report = register_files(optical, sar, output, model=model, report_path=report_path,
-                                max_working_size=max_working_size, matcher=matcher)
-    except Sn9Error as e:
+        report = register_files(optical, sar, output, run, report_path=report_path,
+                                executor=settings.executor())
+    except Exception as e:
         _fail(e)
     click.echo(
         f"wrote {output}: {report['inliers']} inlier matches, estimated error "
         f"{report['estimated_error_px']:.2f} working px ({report['estimated_error_m']:.2f} m), "
-        f"{report['timings_s']['total_with_io']:.2f} s"
+        f"{report['timings_s']['total_with_io']:.2f} s ({run.label()})"
     )
+
+
+@main.command("config")
+@registration_options
+def config_cmd(matcher: str | None, model: str | None, max_working_size: int | None,
+               config_path: str | None) -> None:
+    """Print the whole registration configuration (every default, or what --config and the
+    flags make of it) as a TOML config file, and the hash results of it carry."""
+    config = _config(config_path, matcher, model, max_working_size)
+    run = _prepared(config, _settings())
+    click.echo(config.to_toml(), nl=False)
+    click.echo(f"\n# effective configuration hash: {run.config_hash} ({run.label()})")
 
 
 @main.command()
@@ -61,9 +153,10 @@ def score(offsets: str, tiepoints: str, optical: str, sar: str) -> None:
     """Score an offset map with the SpaceNet 9 metric; the last line is JSON."""
     from sn9cloud.score import score_offsets
 
+    _settings()
     try:
         s = score_offsets(offsets, tiepoints, optical, sar)
-    except Sn9Error as e:
+    except Exception as e:
         _fail(e)
     click.echo(f"{s.n} tie-points: mean {s.mean_px:.3f} px ({s.mean_m:.3f} m), score {s.score:.3f}")
     click.echo(json.dumps(s.to_dict()))
@@ -78,7 +171,7 @@ def _bbox(value: str | None) -> tuple[float, float, float, float] | None:
         a = ()
     if len(a) != 4:
         raise click.BadParameter(f"{value!r}: want minx,miny,maxx,maxy")
-    return a  # type: ignore[return-value]
+    return (a[0], a[1], a[2], a[3])
 
 
 @main.command()
@@ -94,17 +187,14 @@ def _bbox(value: str | None) -> tuple[float, float, float, float] | None:
               help="Register these items (repeatable) instead of pairing by footprint.")
 @click.option("--sar-collection", "sar_collections", multiple=True,
               help="Treat items of this collection as SAR (besides sar:* fields).")
-@click.option("--min-overlap", type=float, default=0.3, show_default=True,
-              help="Pair only footprints overlapping by this fraction of the smaller one.")
+@click.option("--min-overlap", type=float, default=None,
+              help="Pair only footprints overlapping by this fraction of the smaller one "
+                   "(default 0.3).")
 @click.option("--max-days", type=float, default=None,
               help="Pair only acquisitions at most this many days apart.")
-@click.option("--results-collection", default="sn9cloud-offsets", show_default=True)
-@click.option("--model", type=click.Choice(["nonrigid", "affine"]), default="nonrigid",
-              show_default=True)
-@click.option("--matcher", type=click.Choice(["engine", "keypoints", "baseline"]),
-              default="engine", show_default=True,
-              help="As for `register`; the algorithm version records it.")
-@click.option("--max-working-size", type=int, default=1024, show_default=True)
+@click.option("--results-collection", default=None,
+              help="Collection of the results (default sn9cloud-offsets).")
+@registration_options
 @click.option("--force", is_flag=True, help="Republish pairs already published.")
 @click.option("--pgstac", "pgstac_dsn", default=None, metavar="DSN",
               help="After publishing, load the results into this pgstac database (the STAC "
@@ -115,28 +205,32 @@ def _bbox(value: str | None) -> tuple[float, float, float, float] | None:
                    "`sn9cloud ingest`.")
 @click.option("--ray", "ray_address", is_flag=False, flag_value="", default=None,
               metavar="[ADDRESS]", help="Run the pairs at once on a Ray cluster: ADDRESS, the "
-              "cluster this runs in (under `ray job submit`), or a local one.")
+              "cluster this runs in ($RAY_ADDRESS, as under `ray job submit`), or a local "
+              "one.")
 @click.option("--ray-windows", is_flag=True,
               help="With --ray: also spread each pair's window jobs over the cluster.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON (last line).")
 def run(catalog: str, output: str, collections: tuple[str, ...], bbox: str | None,
         dt: str | None, pairs: tuple[tuple[str, str], ...], sar_collections: tuple[str, ...],
-        min_overlap: float, max_days: float | None, results_collection: str, model: str,
-        matcher: str, max_working_size: int, force: bool, pgstac_dsn: str | None,
-        stac_api: str | None, ray_address: str | None, ray_windows: bool,
-        as_json: bool) -> None:
+        min_overlap: float | None, max_days: float | None, results_collection: str | None,
+        matcher: str | None, model: str | None, max_working_size: int | None,
+        config_path: str | None, force: bool, pgstac_dsn: str | None, stac_api: str | None,
+        ray_address: str | None, ray_windows: bool, as_json: bool) -> None:
     """Register every optical/SAR pair of CATALOG (static catalog or STAC API) and publish
     an offset-map COG and a STAC item per pair under --out."""
+    from dataclasses import replace
+
     from sn9cloud.pipeline import PairOutcome, RunOptions, run_catalog
     from sn9cloud.stac.catalog import Search
     from sn9cloud.stac.pairing import PairingOptions
 
-    options = RunOptions(
-        output=output, results_collection=results_collection, model=model, matcher=matcher,
-        max_working_size=max_working_size, force=force,
-        pairing=PairingOptions(min_overlap=min_overlap, max_days=max_days,
-                               sar_collections=sar_collections),
-    )
+    settings = _settings()
+    config = _config(config_path, matcher, model, max_working_size)
+    pairing = replace(PairingOptions(), sar_collections=sar_collections, max_days=max_days,
+                      **({} if min_overlap is None else {"min_overlap": min_overlap}))
+    options = replace(RunOptions(output=output), config=config, force=force, pairing=pairing,
+                      **({} if results_collection is None
+                         else {"results_collection": results_collection}))
     search = Search(collections=collections, bbox=_bbox(bbox), datetime=dt)
 
     def progress(i: int, n: int, o: PairOutcome) -> None:
@@ -151,19 +245,19 @@ def run(catalog: str, output: str, collections: tuple[str, ...], bbox: str | Non
         from sn9cloud.distributed.cluster import connect
 
         try:
-            res = connect(ray_address or None)
+            res = connect(ray_address or settings.ray_address)
         except Sn9Error as e:
             _fail(e)
         click.echo(f"Ray cluster: {res.get('CPU', 0):g} CPUs, {res.get('GPU', 0):g} GPUs",
                    err=True)
 
-        def batch_runner(p, o, cb):  # type: ignore[no-untyped-def]
-            return run_batch(p, o, cb, spread_windows=ray_windows)
+        def batch_runner(p, o, r, cb):  # type: ignore[no-untyped-def]
+            return run_batch(p, o, r, cb, spread_windows=ray_windows)
 
     try:
-        summary = run_catalog(catalog, options, search, explicit=pairs, progress=progress,
-                              batch_runner=batch_runner)
-    except Sn9Error as e:
+        summary = run_catalog(catalog, options, settings, search, explicit=pairs,
+                              progress=progress, batch_runner=batch_runner)
+    except Exception as e:
         _fail(e)
     click.echo(f"\n{'pair':48s} {'status':9s} {'est. m':>7s} {'inliers':>7s} {'s':>6s}")
     for o in summary.outcomes:
@@ -176,10 +270,11 @@ def run(catalog: str, output: str, collections: tuple[str, ...], bbox: str | Non
     for o in summary.failed:
         click.echo(f"sn9cloud: error: {o.name}: {o.error}", err=True)
     if pgstac_dsn is not None and (c["published"] or c["skipped"]):
-        _ingest(f"{output.rstrip('/')}/catalog.json", pgstac_dsn)
+        _ingest(f"{output.rstrip('/')}/catalog.json", pgstac_dsn or settings.pgstac_dsn)
     if stac_api is not None and (c["published"] or c["skipped"]):
-        republished = {o.item_id for o in summary.outcomes if o.status == "published"}
-        _publish_api(f"{output.rstrip('/')}/catalog.json", stac_api,
+        republished = {o.item_id for o in summary.outcomes
+                       if o.status == "published" and o.item_id}
+        _publish_api(f"{output.rstrip('/')}/catalog.json", stac_api, settings.stac_api_token,
                      replace=republished if force else None)
     if as_json:
         click.echo(json.dumps({"counts": c, "outcomes": [o.to_dict() for o in summary.outcomes]}))
@@ -188,25 +283,25 @@ def run(catalog: str, output: str, collections: tuple[str, ...], bbox: str | Non
 
 
 def _ingest(catalog: str, dsn: str | None) -> None:
-    from sn9cloud.stac.ingest import dsn_from_env, ingest
+    from sn9cloud.stac.ingest import ingest
 
-    dsn = dsn if dsn else dsn_from_env()
     if dsn is None:
-        _fail(Sn9Error("no database: pass --dsn, or set PGSTAC_DSN (or PGHOST, PGUSER, ...)"))
+        _fail(InputError("no database: pass --dsn, or set PGSTAC_DSN (or PGHOST, PGUSER, ...)"))
     try:
-        n_coll, n_items = ingest(catalog, dsn or "")
-    except Sn9Error as e:
+        n_coll, n_items = ingest(catalog, dsn)
+    except Exception as e:
         _fail(e)
     click.echo(f"ingested {n_coll} collection(s) and {n_items} item(s) from {catalog} "
                "into pgstac")
 
 
-def _publish_api(catalog: str, api_url: str, replace: set[str] | None = None) -> None:
+def _publish_api(catalog: str, api_url: str, token: str | None,
+                 replace: set[str] | None = None) -> None:
     from sn9cloud.stac.transactions import publish_to_api
 
     try:
-        pub = publish_to_api(catalog, api_url, replace=replace or set())
-    except Sn9Error as e:
+        pub = publish_to_api(catalog, api_url, replace=replace or set(), token=token)
+    except Exception as e:
         _fail(e)
     click.echo(f"STAC API {api_url}: created {pub.collections_created} collection(s) and "
                f"{pub.items_created} item(s); {pub.items_replaced} item(s) replaced, "
@@ -222,12 +317,13 @@ def ingest_cmd(catalog: str, dsn: str | None, stac_api: str | None) -> None:
     """Load a static STAC catalog (e.g. the results of `sn9cloud run`) into pgstac, the
     database behind the STAC API, or into a STAC API through its Transactions extension
     (what is already there is left as it is)."""
+    settings = _settings()
     if stac_api is not None:
         if dsn is not None:
             _fail(InputError("give --dsn or --stac-api, not both"))
-        _publish_api(catalog, stac_api)
+        _publish_api(catalog, stac_api, settings.stac_api_token)
     else:
-        _ingest(catalog, dsn)
+        _ingest(catalog, dsn or settings.pgstac_dsn)
 
 
 @main.command()
@@ -235,8 +331,8 @@ def ingest_cmd(catalog: str, dsn: str | None, stac_api: str | None) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to serve on.")
 @click.option("--port", type=int, default=8090, show_default=True, help="Port to serve on.")
 @click.option("--browser-dir", default=None,
-              help="A built STAC Browser (default: $SN9CLOUD_STAC_BROWSER or "
-                   "deploy/stac-browser/dist).")
+              help="A built STAC Browser (default: $SN9CLOUD_STAC_BROWSER, or "
+                   "deploy/stac-browser/dist of a checkout).")
 def browse(catalog: str, host: str, port: int, browser_dir: str | None) -> None:
     """Serve STAC Browser on CATALOG: a local results folder (served beside the browser)
     or the http(s) URL of a STAC API or catalog. Runs until interrupted."""
@@ -245,10 +341,11 @@ def browse(catalog: str, host: str, port: int, browser_dir: str | None) -> None:
 
     from sn9cloud.stac.browser import BrowserServer
 
+    settings = _settings()
     try:
-        server = BrowserServer(catalog, Path(browser_dir) if browser_dir else None, host,
-                               port).start()
-    except Sn9Error as e:
+        server = BrowserServer(catalog, Path(browser_dir) if browser_dir
+                               else settings.browser_dir, host, port).start()
+    except Exception as e:
         _fail(e)
     click.echo(f"STAC Browser on {server.url} for {catalog} (Ctrl-C to stop)")
     try:

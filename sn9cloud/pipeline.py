@@ -14,26 +14,31 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
-from sn9cloud.engine.executor import Executor
-from sn9cloud.errors import InputError, Sn9Error
+from sn9cloud.config import RegistrationConfig
+from sn9cloud.engine.executor import SERIAL, Executor
+from sn9cloud.errors import InputError, outcome
 from sn9cloud.io.cog import build_offsets_cog
 from sn9cloud.io.s3 import is_s3
 from sn9cloud.io.thumbnail import offset_magnitude_png
-from sn9cloud.register_pair import cog_tags, register_hrefs
+from sn9cloud.prepared import PreparedRun
+from sn9cloud.register_pair import register_hrefs
+from sn9cloud.settings import Settings
 from sn9cloud.stac.catalog import Search, load_items, raster_href
-from sn9cloud.stac.items import build_result_item, item_datetime, result_id
+from sn9cloud.stac.items import build_result_item, item_datetime
 from sn9cloud.stac.pairing import ItemPair, PairingOptions, explicit_pairs, pair_items
 from sn9cloud.stac.publish import LocalFile, Publisher
 
 
 @dataclass(frozen=True)
 class RunOptions:
+    """Where and how a catalog run publishes; ``config`` is the registration
+    configuration every pair of the run shares."""
+
     output: str
     results_collection: str = "sn9cloud-offsets"
-    model: str = "nonrigid"
-    matcher: str = "engine"  # engine | keypoints | baseline (see register_pair)
-    max_working_size: int = 1024
+    config: RegistrationConfig = field(default_factory=RegistrationConfig)
     force: bool = False
     pairing: PairingOptions = field(default_factory=PairingOptions)
 
@@ -49,8 +54,9 @@ class PairOutcome:
     estimated_error_m: float | None = None
     inliers: int | None = None
     node: str | None = None  # the Ray node that ran it, in a cluster batch
+    error_kind: str | None = None  # input | config | unreliable | output | transient | internal
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return self.__dict__.copy()
 
 
@@ -93,44 +99,43 @@ def _relative_href(target: str | None, output_item_dir: str) -> str | None:
     return os.path.relpath(target, output_item_dir)
 
 
-def process_pair(pair: ItemPair, publisher: Publisher, options: RunOptions,
-                 executor: Executor | None = None, detector: object = None) -> PairOutcome:
+def process_pair(pair: ItemPair, publisher: Publisher, options: RunOptions, run: PreparedRun,
+                 executor: Executor | None = None) -> PairOutcome:
     """Register and publish one pair; every failure becomes the outcome's error.
 
+    ``run`` is the run's prepared configuration (made once per run, not per pair);
     ``executor`` runs the pair's window jobs (matching, offset-map windows)."""
     t0 = time.perf_counter()
-    item_id = result_id(pair.optical.id, pair.sar.id)
+    item_id = run.result_id(pair.optical.id, pair.sar.id)
     out = PairOutcome(pair.name, "failed", item_id=item_id,
                       item_href=publisher.item_href(item_id))
     try:
         if not options.force:
-            existing = publisher.published_item(item_id)
+            existing = publisher.published_item(item_id, run.config_hash)
             if existing is not None:
                 publisher.link(existing)  # a run that died before linking left it unlinked
                 out.status = "skipped"
                 return out
-        _published_item(pair, publisher, options, out, executor, detector)
-    except Sn9Error as e:
-        out.error = str(e)
-    except Exception as e:  # a pair's unexpected failure must not stop the batch
-        out.error = f"unexpected {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        _published_item(pair, publisher, options, run, out, executor or SERIAL)
+    except Exception as e:  # a pair's failure, expected or not, must not stop the batch
+        o = outcome(e)
+        out.error, out.error_kind = o.message, o.kind
     finally:
         out.seconds = round(time.perf_counter() - t0, 3)
     return out
 
 
 def _published_item(pair: ItemPair, publisher: Publisher, options: RunOptions,
-                    out: PairOutcome, executor: Executor | None, detector: object) -> None:
+                    run: PreparedRun, out: PairOutcome, executor: Executor) -> None:
     item_datetime(pair.sar)  # fail early on an item without a time
     optical_href = raster_href(pair.optical, sar=False)
     sar_href = raster_href(pair.sar, sar=True)
-    reg = register_hrefs(optical_href, sar_href, options.model, options.max_working_size,
-                         executor, matcher=options.matcher, detector=detector)
+    reg = register_hrefs(optical_href, sar_href, run, executor)
     workdir = tempfile.mkdtemp(prefix="sn9cloud-")
     try:
         t1 = time.perf_counter()
         cog = build_offsets_cog(workdir, reg.optical_grid, reg.offsets,
-                                tags=cog_tags(options.model), executor=executor)
+                                tags=run.cog_tags(), executor=executor)
         thumb = os.path.join(workdir, "thumbnail.png")
         offset_magnitude_png(cog, thumb)
         reg.report["timings_s"]["write"] = round(time.perf_counter() - t1, 4)
@@ -146,9 +151,9 @@ def _published_item(pair: ItemPair, publisher: Publisher, options: RunOptions,
         with open(report_path, "w") as f:
             json.dump(reg.report, f, indent=1)
 
-        def build(files: dict) -> dict:
+        def build(files: dict[str, Any]) -> dict[str, Any]:
             return build_result_item(
-                optical=pair.optical, sar=pair.sar,
+                run=run, optical=pair.optical, sar=pair.sar,
                 optical_href=optical_ref, sar_href=sar_ref,
                 optical_item_href=_relative_href(pair.optical.get_self_href(), item_dir),
                 sar_item_href=_relative_href(pair.sar.get_self_href(), item_dir),
@@ -171,12 +176,14 @@ def _published_item(pair: ItemPair, publisher: Publisher, options: RunOptions,
 
 Progress = Callable[[int, int, PairOutcome], None]
 #: runs a batch of pairs somewhere else (sn9cloud.distributed.batch.run_batch on Ray)
-BatchRunner = Callable[[list[ItemPair], RunOptions, Progress | None], list[PairOutcome]]
+BatchRunner = Callable[[list[ItemPair], RunOptions, PreparedRun, Progress | None],
+                       list[PairOutcome]]
 
 
 def run_catalog(
     catalog: str,
     options: RunOptions,
+    settings: Settings,
     search: Search | None = None,
     explicit: Iterable[tuple[str, str]] = (),
     progress: Progress | None = None,
@@ -184,17 +191,20 @@ def run_catalog(
 ) -> RunSummary:
     """Register and publish every pair of the catalog; never raises for one pair.
 
-    Pairs run one after another in this process, or all at once by ``batch_runner``."""
+    The configuration is prepared once (the detector located, the identity hashed); pairs
+    run one after another in this process, or all at once by ``batch_runner``."""
+    run = PreparedRun.of(options.config, settings)  # a bad model item fails before pairing
     pairs, problems = plan_pairs(catalog, search, options.pairing, explicit)
     publisher = Publisher(options.output, options.results_collection)  # fail early
     summary = RunSummary(list(problems))
     if batch_runner is not None:
-        summary.outcomes.extend(batch_runner(pairs, options, progress))
+        summary.outcomes.extend(batch_runner(pairs, options, run, progress))
         return summary
+    executor = settings.executor()
     for i, pair in enumerate(pairs):
-        outcome = process_pair(pair, publisher, options)
-        summary.outcomes.append(outcome)
+        result = process_pair(pair, publisher, options, run, executor)
+        summary.outcomes.append(result)
         if progress:
-            progress(i + 1, len(pairs), outcome)
+            progress(i + 1, len(pairs), result)
     return summary
 

@@ -44,6 +44,16 @@ def data() -> Path:
 
 
 @pytest.fixture(scope="session")
+def schemas() -> Path:
+    """The STAC, KubeRay and Ray schemas for offline validation; a test that needs them
+    is skipped, never silently passed, where they are absent."""
+    path = DATA.parent / "schemas"
+    if not path.exists():
+        pytest.skip("../shared/schemas not present")
+    return path
+
+
+@pytest.fixture(scope="session")
 def s3_endpoint() -> Iterator[str]:
     """moto's real HTTP server: GDAL's /vsis3/ and boto3 both talk to it."""
     from moto.server import ThreadedMotoServer
@@ -67,11 +77,12 @@ def s3_env(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
 
 def _chromium() -> str:
     from sn9cloud.errors import InputError
-    from sn9cloud.stac.browser import check_browser_dir, default_browser_dir
+    from sn9cloud.settings import Settings
+    from sn9cloud.stac.browser import check_browser_dir
 
     exe = shutil.which("chromium")
     try:
-        check_browser_dir(default_browser_dir())
+        check_browser_dir(Settings.from_env().browser_dir)
         built = None
     except InputError as e:
         built = str(e)

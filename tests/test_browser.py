@@ -16,6 +16,7 @@ from click.testing import CliRunner
 
 from sn9cloud.cli import main
 from sn9cloud.errors import InputError
+from sn9cloud.settings import Settings
 from sn9cloud.stac.browser import BrowserServer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -94,7 +95,7 @@ def test_browser_renders_a_published_item(published: Path,
                                           render: Callable[[str], str]) -> None:
     item_json = next(published.glob("sn9cloud-offsets/*/sn9-offsets-*.json"))
     item = json.loads(item_json.read_text())
-    with BrowserServer(str(published)) as b:
+    with BrowserServer(str(published), Settings.from_env().browser_dir) as b:
         text = render(b.item_url(item_json))
     assert item["properties"]["title"] in text
     assert "Offset map (dx, dy)" in text and "Registration report" in text

@@ -14,10 +14,10 @@ import pytest
 import rasterio
 from click.testing import CliRunner
 from rio_cogeo.cogeo import cog_validate
+from runs import result_id
 
 from sn9cloud.cli import main
 from sn9cloud.score import score_offsets
-from sn9cloud.stac.items import result_id
 from sn9cloud.stac.validate import ValidationFailed, validate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -130,7 +130,7 @@ def test_rerun_skips_and_force_keeps_old_assets(published: Path, tmp_path: Path)
     assert code == 0 and "0 published, 3 skipped" in text
     assert _files(out) == before  # nothing rewritten
     code, text = _run("run", str(SAMPLE / "catalog.json"), "--out", str(out), "--force",
-                      "--pair", "sample-optical-01", "sample-sar-01", "--model", "affine")
+                      "--pair", "sample-optical-01", "sample-sar-01")
     assert code == 0 and "1 published" in text
     after = _files(out)
     assert set(before) <= set(after)  # every earlier file is still there

@@ -17,9 +17,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from runs import default_run
 
 from sn9cloud.cli import main
-from sn9cloud.engine.executor import LOCAL
+from sn9cloud.engine.executor import LocalExecutor
 from sn9cloud.engine.offsets import offset_window
 from sn9cloud.pipeline import RunOptions, plan_pairs
 from sn9cloud.register_pair import register_hrefs
@@ -50,8 +51,9 @@ def test_window_jobs_on_ray_give_the_same_offset_map(cluster: None) -> None:
 
     opt = str(SAMPLE / "sample-optical" / "sample-optical-01" / "visual.tif")
     sar = str(SAMPLE / "sample-sar" / "sample-sar-01" / "vv.tif")
-    local = register_hrefs(opt, sar, executor=LOCAL)
-    remote = register_hrefs(opt, sar, executor=RayExecutor())
+    run = default_run()
+    local = register_hrefs(opt, sar, run, executor=LocalExecutor(threads=2))
+    remote = register_hrefs(opt, sar, run, executor=RayExecutor())
     assert local.report["levels"] == remote.report["levels"]
     g = local.optical_grid
     a = offset_window(local.result.field, g, local.sar_grid, (0, 0, g.height, g.width))
@@ -103,7 +105,7 @@ def test_killed_worker_costs_a_retry_not_the_batch(cluster: None, tmp_path: Path
     t = threading.Thread(target=killer)
     t.start()
     try:
-        outcomes = run_batch(pairs, RunOptions(output=str(out)))
+        outcomes = run_batch(pairs, RunOptions(output=str(out)), default_run())
     finally:
         stop.set()
         t.join()
@@ -156,14 +158,18 @@ import json, sys
 from ray.cluster_utils import Cluster
 import ray
 from sn9cloud.distributed.batch import run_batch
+from sn9cloud.config import RegistrationConfig
 from sn9cloud.pipeline import RunOptions, plan_pairs
+from sn9cloud.prepared import PreparedRun
+from sn9cloud.settings import Settings
 
 cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
 cluster.add_node(num_cpus=1)
 ray.init(address=cluster.address)
 cluster.wait_for_nodes()
 pairs, _ = plan_pairs(sys.argv[1])
-outcomes = run_batch(pairs, RunOptions(output=sys.argv[2]))
+outcomes = run_batch(pairs, RunOptions(output=sys.argv[2]),
+                     PreparedRun.of(RegistrationConfig(), Settings.from_env()))
 print(json.dumps([[o.status, o.node] for o in outcomes]))
 ray.shutdown()
 cluster.shutdown()
@@ -204,7 +210,9 @@ def test_detector_actors_load_once_on_the_cpu_here(cluster: None) -> None:
     from sn9cloud.distributed.actors import ActorPoolDetector
     from sn9cloud.models.detector import load_detector
 
-    pool = ActorPoolDetector("sar", actors=2, batch=4)
+    ref = default_run(matcher="keypoints").resources.detector
+    assert ref is not None
+    pool = ActorPoolDetector(ref, actors=2, batch=4)
     try:
         assert pool.devices == ["cpu", "cpu"]
         rng = np.random.default_rng(0)

@@ -19,10 +19,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from pystac_client import Client
+from runs import result_id
 
 from sn9cloud.cli import main
+from sn9cloud.settings import Settings
 from sn9cloud.stac.browser import BrowserServer
-from sn9cloud.stac.items import result_id
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "deploy" / "stac-api" / "stac-api.sh"
@@ -103,7 +104,7 @@ def test_browser_shows_a_result_from_the_api(stac_api: dict[str, str], tmp_path:
     item = next(Client.open(url).search(collections=["sn9cloud-offsets"],
                                         ids=[result_id("sample-optical-02",
                                                        "sample-sar-02")]).items())
-    with BrowserServer(url) as b:
+    with BrowserServer(url, Settings.from_env().browser_dir) as b:
         text = render(f"{b.url}#/collections/sn9cloud-offsets/items/{item.id}")
     assert item.properties["title"] in text
     assert "Offset map (dx, dy)" in text
@@ -113,7 +114,8 @@ def test_browser_shows_a_result_from_the_api(stac_api: dict[str, str], tmp_path:
 def test_results_published_through_transactions(stac_api: dict[str, str],
                                                 tmp_path: Path) -> None:
     """`run --stac-api`: results created through the API (no database access); a rerun
-    leaves them as they are, a --force rerun replaces the item and keeps the old assets."""
+    leaves them as they are, a --force rerun replaces the item and keeps the old assets,
+    another configuration publishes beside."""
     url = stac_api["STAC_API_URL"]
     out = tmp_path / "out"
     # a collection of its own: the module's API is shared with the other tests
@@ -140,14 +142,24 @@ def test_results_published_through_transactions(stac_api: dict[str, str],
         res.output
     rid2 = result_id("sample-optical-02", "sample-sar-02")
     before2 = next(client.search(collections=[coll], ids=[rid2]).items())
-    res = CliRunner().invoke(main, [*args, "--force", "--model", "affine"])
+    res = CliRunner().invoke(main, [*args, "--force"])
     assert res.exit_code == 0 and "1 item(s) replaced, 1 already there" in res.output, \
         res.output
     after2 = next(client.search(collections=[coll], ids=[rid2]).items())
     assert after2.to_dict() == before2.to_dict()
     new = next(client.search(collections=[coll], ids=[rid]).items())
-    assert new.properties["sn9cloud:report"]["model"] == "affine"
-    assert new.assets["offsets"].href != href and Path(href).is_file()
+    assert new.properties["processing:datetime"] != first.properties["processing:datetime"]
+    old_report = first.assets["report"].href
+    assert new.assets["report"].href != old_report and Path(old_report).is_file()
+
+    # another configuration is another result, published beside the first
+    res = CliRunner().invoke(main, [*args, "--model", "affine"])
+    assert res.exit_code == 0 and "created 0 collection(s) and 1 item(s)" in res.output, \
+        res.output
+    rid3 = result_id("sample-optical-03", "sample-sar-03", **{"engine.model": "affine"})
+    affine = next(client.search(collections=[coll], ids=[rid3]).items())
+    assert affine.properties["sn9cloud:model"] == "affine" != new.properties["sn9cloud:model"]
+    assert {it.id for it in client.search(collections=[coll]).items()} == {rid, rid2, rid3}
 
 
 def test_transactions_refused_or_unreachable_are_clear_errors(tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""Ship a trained detector: copy its weights into ``catalogs/models/`` and write its STAC
+"""Ship a trained detector: copy its weights into ``sn9cloud/models/shipped/`` (the
+package's own, installed with it) and write its STAC
 item (Machine Learning Model extension) with checksum, training data, hyperparameters and
 validation figures.
 
@@ -18,7 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sn9cloud.models.detector import model_item, models_dir
+from sn9cloud.models import SHIPPED
+from sn9cloud.models.detector import model_item
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--hardware", default="2-core CPU, no GPU")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
-    out = args.out or models_dir()
+    out = args.out or SHIPPED
     out.mkdir(parents=True, exist_ok=True)
     dst = out / f"{args.name}-detector.safetensors"
     shutil.copyfile(args.weights, dst)

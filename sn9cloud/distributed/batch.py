@@ -9,11 +9,15 @@ interrupted batch) finds its pair published and skips it.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pystac
 import ray
 
+from sn9cloud.errors import outcome
 from sn9cloud.pipeline import PairOutcome, Progress, RunOptions, process_pair
+from sn9cloud.prepared import PreparedRun
+from sn9cloud.settings import Settings
 from sn9cloud.stac.pairing import ItemPair
 from sn9cloud.stac.publish import Publisher
 
@@ -21,7 +25,7 @@ from sn9cloud.stac.publish import Publisher
 MAX_RETRIES = 3
 
 
-def _item(d: dict, href: str | None) -> pystac.Item:
+def _item(d: dict[str, Any], href: str | None) -> pystac.Item:
     it = pystac.Item.from_dict(d, preserve_dict=False)
     if href:
         it.set_self_href(href)
@@ -29,32 +33,42 @@ def _item(d: dict, href: str | None) -> pystac.Item:
 
 
 @ray.remote(max_retries=MAX_RETRIES)
-def _pair_task(optical: dict, optical_href: str | None, sar: dict, sar_href: str | None,
-               overlap: float, options: RunOptions, spread_windows: bool) -> PairOutcome:
+def _pair_task(optical: dict[str, Any], optical_href: str | None, sar: dict[str, Any],
+               sar_href: str | None, overlap: float, options: RunOptions, run: PreparedRun,
+               spread_windows: bool) -> PairOutcome:
     pair = ItemPair(_item(optical, optical_href), _item(sar, sar_href), overlap)
-    executor = detector = None
-    if spread_windows:
-        from sn9cloud.distributed.executor import RayExecutor
-
-        executor = RayExecutor()
-        if options.matcher != "engine":  # detector actors: the model loaded once each
-            from sn9cloud.distributed.actors import ActorPoolDetector
-
-            detector = ActorPoolDetector("sar")
+    pool = None
     try:
+        # this worker's own settings (single-threaded, its models folder), read once here
+        settings = Settings.from_env().apply()
+        run = run.on_worker(settings)
+        executor: Any = settings.executor()
+        if spread_windows:
+            from sn9cloud.distributed.executor import RayExecutor
+
+            executor = RayExecutor()
+            if run.resources.detector is not None:  # detector actors: loaded once each
+                from sn9cloud.distributed.actors import ActorPoolDetector
+
+                pool = ActorPoolDetector(run.resources.detector)
+                run = run.with_detector(pool)
         publisher = Publisher(options.output, options.results_collection)
     except Exception as e:
-        return PairOutcome(pair.name, "failed", error=str(e))
-    outcome = process_pair(pair, publisher, options, executor, detector)
-    if detector is not None:
-        detector.close()
-    outcome.node = ray.get_runtime_context().get_node_id()
-    return outcome
+        o = outcome(e)
+        return PairOutcome(pair.name, "failed", error=o.message, error_kind=o.kind)
+    try:
+        result = process_pair(pair, publisher, options, run, executor)
+    finally:
+        if pool is not None:
+            pool.close()
+    result.node = ray.get_runtime_context().get_node_id()
+    return result
 
 
 def run_batch(
     pairs: list[ItemPair],
     options: RunOptions,
+    run: PreparedRun,
     progress: Progress | None = None,
     max_in_flight: int | None = None,
     spread_windows: bool = False,
@@ -71,13 +85,13 @@ def run_batch(
     # job's own environment when they are the same (a new one costs fresh worker processes)
     env = runtime_env()
     job_env = dict(ray.get_runtime_context().runtime_env or {})
-    opts: dict = {"num_cpus": cpus_per_pair}
+    opts: dict[str, Any] = {"num_cpus": cpus_per_pair}
     if job_env.get("env_vars") != env["env_vars"]:
         opts["runtime_env"] = env
     task = _pair_task.options(**opts)
     outcomes: list[PairOutcome | None] = [None] * len(pairs)
-    in_flight: dict = {}
-    started: dict = {}
+    in_flight: dict[Any, int] = {}
+    started: dict[Any, float] = {}
     todo = list(enumerate(pairs))
     done = 0
     while todo or in_flight:
@@ -85,21 +99,22 @@ def run_batch(
             i, p = todo.pop(0)
             ref = task.remote(p.optical.to_dict(include_self_link=False), p.optical.get_self_href(),
                               p.sar.to_dict(include_self_link=False), p.sar.get_self_href(),
-                              p.overlap, options, spread_windows)
+                              p.overlap, options, run, spread_windows)
             in_flight[ref] = i
             started[ref] = time.perf_counter()
         ready, _ = ray.wait(list(in_flight), num_returns=1)
         for ref in ready:
             i = in_flight.pop(ref)
             try:
-                outcome = ray.get(ref)
+                result: PairOutcome = ray.get(ref)
             except Exception as e:  # retries exhausted: the pair fails, the batch goes on
-                msg = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
-                outcome = PairOutcome(pairs[i].name, "failed", error=f"lost after "
-                                      f"{MAX_RETRIES} retries: {msg}",
-                                      seconds=round(time.perf_counter() - started[ref], 3))
-            outcomes[i] = outcome
+                lines = [ln for ln in str(e).splitlines() if ln.strip()]
+                msg = lines[-1].strip() if lines else type(e).__name__
+                result = PairOutcome(pairs[i].name, "failed", error=f"lost after "
+                                     f"{MAX_RETRIES} retries: {msg}", error_kind="transient",
+                                     seconds=round(time.perf_counter() - started[ref], 3))
+            outcomes[i] = result
             done += 1
             if progress:
-                progress(done, len(pairs), outcome)
+                progress(done, len(pairs), result)
     return [o for o in outcomes if o is not None]

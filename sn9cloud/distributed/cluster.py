@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import os
 import socket
+from typing import Any
 from urllib.parse import urlparse
 
 from sn9cloud.errors import Sn9Error
 
-#: environment variables a worker needs to read and write where the driver does
-FORWARDED_PREFIXES = ("AWS_", "GDAL_", "CPL_", "VSI_", "PROJ_", "SN9CLOUD_")
+#: environment variables a worker needs to read and write where the driver does (not the
+#: driver's other settings: a STAC API token or a browser folder mean nothing on a worker)
+FORWARDED_PREFIXES = ("AWS_", "GDAL_", "CPL_", "VSI_", "PROJ_")
+FORWARDED_SETTINGS = ("SN9CLOUD_MODELS",)
 #: one thread per worker: the cluster runs one job per core
 SINGLE_THREADED = {"SN9CLOUD_THREADS": "1", "OMP_NUM_THREADS": "1",
                    "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -24,8 +27,9 @@ class ClusterError(Sn9Error):
     """The Ray cluster is unreachable or lacks what a job asks for."""
 
 
-def runtime_env() -> dict:
-    env = {k: v for k, v in os.environ.items() if k.startswith(FORWARDED_PREFIXES)}
+def runtime_env() -> dict[str, Any]:
+    env = {k: v for k, v in os.environ.items()
+           if k.startswith(FORWARDED_PREFIXES) or k in FORWARDED_SETTINGS}
     env.update(SINGLE_THREADED)
     return {"env_vars": env}
 
@@ -43,16 +47,16 @@ def _check_reachable(address: str, timeout: float = 3.0) -> None:
         raise ClusterError(f"Ray cluster {address}: not reachable ({e.strerror or e})") from e
 
 
-def connect(address: str | None = None, num_cpus: int | None = None) -> dict:
+def connect(address: str | None = None, num_cpus: int | None = None) -> dict[str, float]:
     """Join the cluster at ``address`` (``auto``: the one this process runs in, as under
-    ``ray job submit``), or start a local one with this machine's cores. Idempotent.
+    ``ray job submit``; the caller passes the RAY_ADDRESS setting where no flag names one),
+    or start a local one with this machine's cores. Idempotent.
 
     Returns the cluster's resources.
     """
     import ray
 
     if not ray.is_initialized():
-        address = address or os.environ.get("RAY_ADDRESS") or None
         if address:
             _check_reachable(address)
         try:
@@ -67,7 +71,7 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> dict:
             raise ClusterError(f"Ray cluster {address or '(local)'}: cannot connect "
                                f"({str(e).splitlines()[0] if str(e) else type(e).__name__})"
                                ) from e
-    return ray.cluster_resources()
+    return dict(ray.cluster_resources())
 
 
 def gpu_count() -> float:
@@ -76,7 +80,7 @@ def gpu_count() -> float:
     return float(ray.cluster_resources().get("GPU", 0.0))
 
 
-def actor_resources(want_gpu: bool = True) -> dict:
+def actor_resources(want_gpu: bool = True) -> dict[str, float]:
     """Ray options for a model actor: one GPU where the cluster has GPUs, one CPU otherwise."""
     if want_gpu and gpu_count() >= 1:
         return {"num_gpus": 1, "num_cpus": 1}

@@ -15,14 +15,18 @@ def _call(fn: Callable[..., Any], *args: Any) -> Any:
 
 
 class RayExecutor:
+    #: each job runs in a single-threaded worker (the cluster runs one job per core)
+    threads = 1
+
     def __init__(self, max_in_flight: int | None = None) -> None:
         cpus = int(ray.cluster_resources().get("CPU", 1))
         self.max_in_flight = max_in_flight or max(2, 2 * cpus)
 
-    def map(self, fn: Callable[..., Any], jobs: list[tuple]) -> list[Any]:
+    def map(self, fn: Callable[..., Any], jobs: list[tuple[Any, ...]]) -> list[Any]:
         return list(self.imap(fn, jobs, self.max_in_flight))
 
-    def imap(self, fn: Callable[..., Any], jobs: Iterable[tuple], lookahead: int) -> Iterator[Any]:
+    def imap(self, fn: Callable[..., Any], jobs: Iterable[tuple[Any, ...]],
+             lookahead: int) -> Iterator[Any]:
         fn_ref = ray.put(fn)  # shipped once, not with every job
         window = max(1, min(lookahead, self.max_in_flight))
         it = iter(jobs)

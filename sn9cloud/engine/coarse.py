@@ -14,21 +14,21 @@ import cv2
 import numpy as np
 import scipy.fft as sfft
 
-from sn9cloud.engine.executor import threads
+from sn9cloud.engine.types import Array
 
 
 @dataclass(frozen=True)
 class CoarseResult:
-    shift: np.ndarray  # (2,) working px: a feature at p in the reference is at p*scale + shift
+    shift: Array  # (2,) working px: a feature at p in the reference is at p*scale + shift
     scale: float
     peak: float  # NCC at the peak
     margin: float  # peak minus the best peak away from it
-    centre: np.ndarray  # (2,) scaling centre, working px
+    centre: Array  # (2,) scaling centre, working px
 
 
 def _masked_ncc(
-    f1: np.ndarray, m1: np.ndarray, f2: np.ndarray, m2: np.ndarray, min_overlap: float
-) -> np.ndarray:
+    f1: Array, m1: Array, f2: Array, m2: Array, min_overlap: float, threads: int = 1
+) -> Array:
     """NCC of f1 (reference) with f2 at every shift (dy, dx), FFT-wrapped, channels summed.
 
     Entry [dy, dx] compares f1(p) with f2(p + (dx, dy)).
@@ -37,12 +37,12 @@ def _masked_ncc(
     w = f1.shape[1] + f2.shape[1]
     shape = (sfft.next_fast_len(h), sfft.next_fast_len(w))
 
-    def F(a: np.ndarray) -> np.ndarray:
-        return sfft.rfft2(a, s=shape, axes=(0, 1), workers=threads())
+    def F(a: Array) -> Array:
+        return sfft.rfft2(a, s=shape, axes=(0, 1), workers=threads)
 
-    def corr(a_hat: np.ndarray, b_hat: np.ndarray) -> np.ndarray:
+    def corr(a_hat: Array, b_hat: Array) -> Array:
         # sum_p a(p) b(p + s)
-        return sfft.irfft2(np.conj(a_hat) * b_hat, s=shape, axes=(0, 1), workers=threads())
+        return sfft.irfft2(np.conj(a_hat) * b_hat, s=shape, axes=(0, 1), workers=threads)
 
     m1f = m1.astype(np.float64)
     m2f = m2.astype(np.float64)
@@ -66,7 +66,7 @@ def _masked_ncc(
         d1 += corr(G1s[..., ch], M2) - s1 * s1 / ov
         d2 += corr(M1, G2s[..., ch]) - s2 * s2 / ov
     den = np.sqrt(np.maximum(d1, 1e-12) * np.maximum(d2, 1e-12))
-    ncc = num / den
+    ncc: Array = num / den
     need = min_overlap * min(m1.sum(), m2.sum())
     ncc[overlap < need] = -1.0
     return ncc
@@ -79,7 +79,10 @@ def parabola_vertex(a: float, b: float, c: float) -> float:
     return float(np.clip(0.5 * (a - c) / den, -0.5, 0.5)) if den < 0 else 0.0
 
 
-def _peak(ncc: np.ndarray, max_shift: tuple[float, float], exclude: int) -> tuple:
+def correlation_peak(ncc: Array, max_shift: tuple[float, float],
+                     exclude: int) -> tuple[Array, float, float]:
+    """The highest NCC within ``max_shift`` (x, y) of an FFT-wrapped surface: its sub-pixel
+    (dx, dy), its value, and its margin over the best value more than ``exclude`` px away."""
     hh, ww = ncc.shape
     dy = np.fft.fftfreq(hh, 1.0 / hh)
     dx = np.fft.fftfreq(ww, 1.0 / ww)
@@ -99,13 +102,14 @@ def _peak(ncc: np.ndarray, max_shift: tuple[float, float], exclude: int) -> tupl
 
 
 def coarse_align(
-    ref: np.ndarray,
-    ref_valid: np.ndarray,
-    mov: np.ndarray,
-    mov_valid: np.ndarray,
+    ref: Array,
+    ref_valid: Array,
+    mov: Array,
+    mov_valid: Array,
     max_shift: tuple[float, float],
     scales: tuple[float, ...] = (1.0,),
     min_overlap: float = 0.3,
+    threads: int = 1,
 ) -> CoarseResult:
     """Best global (shift, scale) between feature images on one grid.
 
@@ -128,16 +132,16 @@ def coarse_align(
             )
             mm = cv2.warpAffine(mov_valid.astype(np.uint8), m, (w, h), flags=cv2.INTER_NEAREST,
                                 borderValue=0).astype(bool)
-        ncc = _masked_ncc(ref, ref_valid, mv, mm, min_overlap)
-        shift, peak, margin = _peak(ncc, max_shift, exclude=3)
-        if best is None or peak > best.peak:
+        ncc = _masked_ncc(ref, ref_valid, mv, mm, min_overlap, threads)
+        shift, value, margin = correlation_peak(ncc, max_shift, exclude=3)
+        if best is None or value > best.peak:
             # feature at p in ref is at p' in mv = p + shift; in mov: centre + s (p' - centre)
-            best = CoarseResult(shift=shift, scale=s, peak=peak, margin=margin, centre=centre)
+            best = CoarseResult(shift=shift, scale=s, peak=value, margin=margin, centre=centre)
     assert best is not None
     return best
 
 
-def coarse_displacement(c: CoarseResult, pts: np.ndarray) -> np.ndarray:
+def coarse_displacement(c: CoarseResult, pts: Array) -> Array:
     """Displacement predicted by the coarse result at reference points (working px)."""
     moved = c.centre + c.scale * (pts + c.shift - c.centre)
     return moved - pts

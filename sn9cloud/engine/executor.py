@@ -2,51 +2,55 @@
 
 The engine plans its work as independent jobs (a function and its arguments) and hands
 them to an executor; the results come back in order, so the plan gives the same answer
-wherever it runs. This module holds the interface and the in-process executor; it knows
-nothing of Ray.
+wherever it runs. An executor also says how many threads one job may use where it runs
+(FFT workers, GDAL threads): the engine reads no environment, it is told. This module
+holds the interface and the in-process executor; it knows nothing of Ray.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, Protocol
-
-import cv2
-
-
-def threads() -> int:
-    """Threads one process may use for FFTs, OpenCV and GDAL: ``SN9CLOUD_THREADS`` or all
-    cores. Ray workers are single-threaded (the cluster runs one job per core): they set 1.
-    """
-    v = os.environ.get("SN9CLOUD_THREADS")
-    n = max(1, int(v)) if v else (os.cpu_count() or 1)
-    if v and cv2.getNumThreads() != n:
-        cv2.setNumThreads(n)
-    return n
 
 
 class Executor(Protocol):
-    def map(self, fn: Callable[..., Any], jobs: list[tuple]) -> list[Any]:
+    @property
+    def threads(self) -> int:
+        """Threads one job may use where it runs."""
+        ...
+
+    def map(self, fn: Callable[..., Any], jobs: list[tuple[Any, ...]]) -> list[Any]:
         """``[fn(*job) for job in jobs]``, in order, wherever they run."""
         ...
 
-    def imap(self, fn: Callable[..., Any], jobs: Iterable[tuple], lookahead: int) -> Iterator[Any]:
+    def imap(self, fn: Callable[..., Any], jobs: Iterable[tuple[Any, ...]],
+             lookahead: int) -> Iterator[Any]:
         """Like `map`, streamed: at most ``lookahead`` jobs computed ahead of the consumer."""
         ...
 
 
+@dataclass(frozen=True)
 class LocalExecutor:
-    """Jobs in this process; `imap` overlaps the next jobs with the consumer on a thread."""
+    """Jobs in this process, each with ``threads`` threads; `imap` overlaps the next jobs
+    with the consumer on one helper thread."""
 
-    def map(self, fn: Callable[..., Any], jobs: list[tuple]) -> list[Any]:
+    threads: int = 1
+
+    def __post_init__(self) -> None:
+        if self.threads < 1:
+            raise ValueError(f"threads must be at least 1, got {self.threads}")
+
+    def map(self, fn: Callable[..., Any], jobs: list[tuple[Any, ...]]) -> list[Any]:
         return [fn(*job) for job in jobs]
 
-    def imap(self, fn: Callable[..., Any], jobs: Iterable[tuple], lookahead: int) -> Iterator[Any]:
+    def imap(self, fn: Callable[..., Any], jobs: Iterable[tuple[Any, ...]],
+             lookahead: int) -> Iterator[Any]:
         it = iter(jobs)
         with ThreadPoolExecutor(max_workers=1) as pool:
-            pending = [pool.submit(fn, *job) for _, job in zip(range(lookahead), it, strict=False)]
+            pending: list[Future[Any]] = [
+                pool.submit(fn, *job) for _, job in zip(range(lookahead), it, strict=False)]
             while pending:
                 result = pending.pop(0).result()
                 nxt = next(it, None)
@@ -55,4 +59,5 @@ class LocalExecutor:
                 yield result
 
 
-LOCAL = LocalExecutor()
+#: one thread, this process: what the engine uses when it is given no executor
+SERIAL = LocalExecutor(threads=1)

@@ -11,12 +11,13 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from sn9cloud.engine.executor import Executor
+from sn9cloud.engine.executor import Executor, LocalExecutor
+from sn9cloud.engine.types import Array
 
 N_ORIENTATIONS = 8
 
 
-def to_intensity(array: np.ndarray, is_sar: bool, valid: np.ndarray | None = None) -> np.ndarray:
+def to_intensity(array: Array, is_sar: bool, valid: Array | None = None) -> Array:
     """One float32 band in [0, 1]: luminance for optical, log-amplitude for SAR.
 
     SAR that is still linear power or amplitude (a wide dynamic range) goes through a log,
@@ -39,7 +40,7 @@ def to_intensity(array: np.ndarray, is_sar: bool, valid: np.ndarray | None = Non
             vals = a[mask]
     lo, hi = np.percentile(vals, [1, 99])
     scale = float(hi - lo) if hi > lo else 1.0
-    out = np.clip((a - lo) / scale, 0.0, 1.0).astype(np.float32)
+    out: Array = np.clip((a - lo) / scale, 0.0, 1.0).astype(np.float32)
     out[~mask] = float(np.median(out[mask]))
     return out
 
@@ -50,8 +51,8 @@ HALO = 24
 STRIP = 256
 
 
-def oriented_energy(intensity: np.ndarray, sigma: float = 1.2,
-                    presmooth: float = 0.0) -> np.ndarray:
+def oriented_energy(intensity: Array, sigma: float = 1.2,
+                    presmooth: float = 0.0) -> Array:
     """The unnormalised CFOG channels (H, W, N_ORIENTATIONS): all the filtering, local."""
     img = intensity
     if presmooth > 0:
@@ -68,23 +69,24 @@ def oriented_energy(intensity: np.ndarray, sigma: float = 1.2,
     return 0.5 * f + 0.25 * (np.roll(f, 1, axis=-1) + np.roll(f, -1, axis=-1))
 
 
-def _strip_energy(chunk: np.ndarray, top: int, bottom: int, sigma: float,
-                  presmooth: float) -> np.ndarray:
+def _strip_energy(chunk: Array, top: int, bottom: int, sigma: float,
+                  presmooth: float) -> Array:
     """One window job: the channels of rows [top, bottom) of a strip cut with its halo."""
     return oriented_energy(chunk, sigma, presmooth)[top:bottom]
 
 
 def structure_features(
-    intensity: np.ndarray, sigma: float = 1.2, presmooth: float = 0.0,
+    intensity: Array, sigma: float = 1.2, presmooth: float = 0.0,
     executor: Executor | None = None,
-) -> np.ndarray:
+) -> Array:
     """CFOG features, shape (H, W, N_ORIENTATIONS), float32, unit L2 norm per pixel where
     there is structure and near zero where there is none.
 
-    The filtering runs as strip jobs (rows plus a halo) on ``executor``; only the
-    normalisation, which needs the whole image's mean energy, runs here."""
+    The filtering runs as strip jobs (rows plus a halo) on a distributed ``executor``; only
+    the normalisation, which needs the whole image's mean energy, runs here. In this
+    process the whole image is filtered at once: the strips would give the same, slower."""
     h = intensity.shape[0]
-    if executor is None or h <= STRIP:
+    if executor is None or isinstance(executor, LocalExecutor) or h <= STRIP:
         f = oriented_energy(intensity, sigma, presmooth)
     else:
         jobs = []
@@ -94,4 +96,5 @@ def structure_features(
         f = np.concatenate(executor.map(_strip_energy, jobs), axis=0)
     norm = np.sqrt((f * f).sum(axis=-1, keepdims=True))
     eps = 0.1 * float(np.mean(norm)) + 1e-6
-    return (f / (norm + eps)).astype(np.float32)
+    out: Array = (f / (norm + eps)).astype(np.float32)
+    return out

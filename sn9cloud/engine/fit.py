@@ -10,16 +10,20 @@ estimate. Coordinates are normalised for conditioning; all values are in map uni
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
 from scipy.spatial import cKDTree
 
+from sn9cloud.engine.types import Array
+from sn9cloud.errors import UnreliableRegistrationError
+
 #: Candidate TPS smoothing weights (relative to the kernel scale), searched by LOO error.
 LAMBDAS = (1e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 10.0, 100.0)
 
 
-def _tps_kernel(r2: np.ndarray) -> np.ndarray:
+def _tps_kernel(r2: Array) -> Array:
     """U(r) = r^2 log r = r2 log(r2) / 2, with U(0) = 0 (in place: r2 is a temporary)."""
     k = np.log(np.maximum(r2, 1e-300))
     k *= r2
@@ -27,7 +31,7 @@ def _tps_kernel(r2: np.ndarray) -> np.ndarray:
     return k
 
 
-def _sqdist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def _sqdist(a: Array, b: Array) -> Array:
     dx = a[:, None, 0] - b[None, :, 0]
     dy = a[:, None, 1] - b[None, :, 1]
     dx *= dx
@@ -40,22 +44,22 @@ def _sqdist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 class DisplacementField:
     """D(P) = affine(P) + tps(P), with P in map units of the optical CRS."""
 
-    centre: np.ndarray  # (2,)
+    centre: Array  # (2,)
     scale: float
-    affine: np.ndarray  # (2, 3): displacement = affine @ [u, v, 1] in map units
-    tps_centres: np.ndarray  # (K, 2) normalised
-    tps_weights: np.ndarray  # (K, 2)
-    tps_poly: np.ndarray  # (3, 2)
+    affine: Array  # (2, 3): displacement = affine @ [u, v, 1] in map units
+    tps_centres: Array  # (K, 2) normalised
+    tps_weights: Array  # (K, 2)
+    tps_poly: Array  # (3, 2)
     smoothing: float = 0.0
 
     @property
     def is_affine(self) -> bool:
         return len(self.tps_centres) == 0
 
-    def _norm(self, pts: np.ndarray) -> np.ndarray:
+    def _norm(self, pts: Array) -> Array:
         return (np.asarray(pts, np.float64) - self.centre) / self.scale
 
-    def __call__(self, pts: np.ndarray, chunk: int = 4096) -> np.ndarray:
+    def __call__(self, pts: Array, chunk: int = 4096) -> Array:
         """Displacements (N, 2) at map points (N, 2), evaluated in bounded-memory chunks."""
         u = self._norm(pts)
         out = np.empty_like(u)
@@ -69,7 +73,7 @@ class DisplacementField:
             out[i : i + chunk] = d
         return out
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "centre": self.centre.tolist(),
             "scale": self.scale,
@@ -81,7 +85,7 @@ class DisplacementField:
         }
 
     @classmethod
-    def from_dict(cls, d: dict) -> DisplacementField:
+    def from_dict(cls, d: dict[str, Any]) -> DisplacementField:
         return cls(
             centre=np.asarray(d["centre"], float),
             scale=float(d["scale"]),
@@ -93,15 +97,15 @@ class DisplacementField:
         )
 
 
-def _frame(pts: np.ndarray) -> tuple[np.ndarray, float]:
+def _frame(pts: Array) -> tuple[Array, float]:
     centre = pts.mean(axis=0)
     scale = float(np.max(np.ptp(pts, axis=0))) or 1.0
     return centre, scale
 
 
 def fit_affine(
-    src: np.ndarray, disp: np.ndarray, threshold: float
-) -> tuple[np.ndarray, np.ndarray]:
+    src: Array, disp: Array, threshold: float
+) -> tuple[Array, Array]:
     """Robust affine displacement (MAGSAC++) in the normalised frame of ``src``.
 
     Returns (affine (2, 3) on normalised coords, inlier mask). ``threshold`` is in map
@@ -111,7 +115,8 @@ def fit_affine(
     u = (src - centre) / scale
     n = len(src)
     if n < 3:
-        raise ValueError("an affine needs at least 3 matches")
+        raise UnreliableRegistrationError(
+            f"only {n} matches survived outlier rejection; an affine needs at least 3")
     inl = np.ones(n, bool)
     if n >= 6:
         m, mask = cv2.estimateAffine2D(
@@ -128,7 +133,7 @@ def fit_affine(
     return a, inl
 
 
-def irls_affine(u: np.ndarray, disp: np.ndarray, iters: int = 10) -> np.ndarray:
+def irls_affine(u: Array, disp: Array, iters: int = 10) -> Array:
     """Least-squares affine with Tukey biweights: every good match counts, unlike a
     minimal-sample consensus, so the noise of individual matches averages out."""
     a = _lsq_affine(u, disp, None)
@@ -144,37 +149,40 @@ def irls_affine(u: np.ndarray, disp: np.ndarray, iters: int = 10) -> np.ndarray:
     return a
 
 
-def _lsq_affine(u: np.ndarray, disp: np.ndarray, w: np.ndarray | None) -> np.ndarray:
+def _lsq_affine(u: Array, disp: Array, w: Array | None) -> Array:
     h = np.column_stack([u, np.ones(len(u))])
     if w is not None:
         sw = np.sqrt(w)[:, None]
         sol, *_ = np.linalg.lstsq(h * sw, disp * sw, rcond=None)
     else:
         sol, *_ = np.linalg.lstsq(h, disp, rcond=None)
-    return sol.T
+    out: Array = sol.T
+    return out
 
 
-def neighbourhood_gate(src: np.ndarray, disp: np.ndarray, gate: float, k: int = 8) -> np.ndarray:
+def neighbourhood_gate(src: Array, disp: Array, gate: float, k: int = 8) -> Array:
     """Keep matches whose displacement agrees with the median of their k nearest
     neighbours: a smooth field cannot jump, an outlier does."""
     n = len(src)
     if n <= 3:
         return np.ones(n, bool)
     k = min(k, n - 1)
-    _, idx = cKDTree(src).query(src, k=k + 1)
+    _, found = cKDTree(src).query(src, k=k + 1)
+    idx = np.asarray(found, np.intp)
     med = np.median(disp[idx[:, 1:]], axis=1)
-    return np.hypot(*(disp - med).T) <= gate
+    keep: Array = np.hypot(*(disp - med).T) <= gate
+    return keep
 
 
 @dataclass
 class TpsFit:
-    weights: np.ndarray
-    poly: np.ndarray
-    loo_residuals: np.ndarray  # (N, 2), map units
+    weights: Array
+    poly: Array
+    loo_residuals: Array  # (N, 2), map units
     smoothing: float
 
 
-def _tps_solve(u: np.ndarray, y: np.ndarray, lam: float, want_loo: bool) -> TpsFit:
+def _tps_solve(u: Array, y: Array, lam: float, want_loo: bool) -> TpsFit:
     n = len(u)
     k = _tps_kernel(_sqdist(u, u))
     p = np.column_stack([u, np.ones(n)])
@@ -200,7 +208,7 @@ def _tps_solve(u: np.ndarray, y: np.ndarray, lam: float, want_loo: bool) -> TpsF
     return TpsFit(w, poly, loo, lam)
 
 
-def _block_cv(u: np.ndarray, y: np.ndarray, lam: float, block: float, k: int = 5) -> np.ndarray:
+def _block_cv(u: Array, y: Array, lam: float, block: float, k: int = 5) -> Array:
     """Held-out residuals with whole spatial blocks left out together: neighbouring matches
     share image content (overlapping templates), so leaving one out alone flatters a
     spline that follows their common error."""
@@ -219,7 +227,7 @@ def _block_cv(u: np.ndarray, y: np.ndarray, lam: float, block: float, k: int = 5
 
 
 def fit_tps(
-    u: np.ndarray, y: np.ndarray, block: float | None = None,
+    u: Array, y: Array, block: float | None = None,
     lambdas: tuple[float, ...] = LAMBDAS,
 ) -> TpsFit:
     """TPS on normalised points ``u`` for values ``y``; the smoothing with the lowest mean
@@ -242,14 +250,14 @@ def fit_tps(
 @dataclass
 class FitResult:
     field: DisplacementField
-    inliers: np.ndarray  # bool mask over the input matches
-    residuals: np.ndarray  # (N_inliers, 2) fit residuals, map units
-    loo_residuals: np.ndarray  # (N_inliers, 2) leave-one-out residuals, map units
+    inliers: Array  # bool mask over the input matches
+    residuals: Array  # (N_inliers, 2) fit residuals, map units
+    loo_residuals: Array  # (N_inliers, 2) leave-one-out residuals, map units
 
 
 def fit_field(
-    src: np.ndarray,
-    disp: np.ndarray,
+    src: Array,
+    disp: Array,
     model: str,
     threshold: float,
     gate: float | None = None,
@@ -318,7 +326,7 @@ def fit_field(
     return FitResult(field, mask, res, f.loo_residuals)
 
 
-def _subsample(u: np.ndarray, max_points: int) -> np.ndarray:
+def _subsample(u: Array, max_points: int) -> Array:
     """At most ``max_points`` indices, spread evenly in space (the spline solve is cubic)."""
     n = len(u)
     if n <= max_points:

@@ -12,7 +12,7 @@ from rasterio.crs import CRS
 from rasterio.warp import Resampling, reproject
 from rasterio.warp import transform as warp_transform
 
-from sn9cloud.engine.types import GeoImage, Grid
+from sn9cloud.engine.types import Array, GeoImage, Grid
 from sn9cloud.errors import InputError
 
 #: Placeholder CRS for inputs that carry none (used identically for both, so it cancels).
@@ -50,7 +50,8 @@ def working_factor(optical: Grid, sar: Grid, max_size: int) -> float:
     return float(factor)
 
 
-def resample_to(image: GeoImage, grid: Grid, is_sar: bool) -> tuple[np.ndarray, np.ndarray]:
+def resample_to(image: GeoImage, grid: Grid, is_sar: bool,
+                threads: int = 1) -> tuple[Array, Array]:
     """One float32 band of ``image`` on ``grid`` (area-averaged when coarser) and a mask of
     where it has data."""
     bands = image.bands.astype(np.float32)
@@ -71,34 +72,34 @@ def resample_to(image: GeoImage, grid: Grid, is_sar: bool) -> tuple[np.ndarray, 
         dst_crs=effective_crs(grid.crs),
         dst_nodata=np.nan,
         resampling=Resampling.average,
-        num_threads=2,
+        num_threads=threads,
     )
     out = dst[0]
     return out, np.isfinite(out)
 
 
-def apply_affine(t: Affine, xy: np.ndarray) -> np.ndarray:
+def apply_affine(t: Affine, xy: Array) -> Array:
     """``t`` applied to (N, 2) points, vectorised."""
     return np.stack([t.a * xy[:, 0] + t.b * xy[:, 1] + t.c,
                      t.d * xy[:, 0] + t.e * xy[:, 1] + t.f], axis=1)
 
 
-def linear_inverse(t: Affine) -> np.ndarray:
+def linear_inverse(t: Affine) -> Array:
     """(2, 2) inverse of ``t``'s linear part: map-unit vectors to pixel-unit vectors."""
     inv = ~Affine(t.a, t.b, 0.0, t.d, t.e, 0.0)
     return np.array([[inv.a, inv.b], [inv.d, inv.e]])
 
 
-def pixel_centres_to_map(transform: Affine, xy: np.ndarray) -> np.ndarray:
+def pixel_centres_to_map(transform: Affine, xy: Array) -> Array:
     """Map coordinates of pixel-index positions (index i is the centre of pixel i)."""
     return apply_affine(transform, xy + 0.5)
 
 
-def map_to_pixel_centres(transform: Affine, pts: np.ndarray) -> np.ndarray:
+def map_to_pixel_centres(transform: Affine, pts: Array) -> Array:
     return apply_affine(~transform, pts) - 0.5
 
 
-def reproject_points(pts: np.ndarray, src: CRS | None, dst: CRS | None) -> np.ndarray:
+def reproject_points(pts: Array, src: CRS | None, dst: CRS | None) -> Array:
     if src is None or dst is None or src == dst or len(pts) == 0:
         return pts
     xs, ys = warp_transform(src, dst, pts[:, 0].tolist(), pts[:, 1].tolist())
@@ -106,8 +107,8 @@ def reproject_points(pts: np.ndarray, src: CRS | None, dst: CRS | None) -> np.nd
 
 
 def sn9_offsets(
-    optical: Grid, sar: Grid, opt_pix: np.ndarray, sar_map_in_optical_crs: np.ndarray
-) -> np.ndarray:
+    optical: Grid, sar: Grid, opt_pix: Array, sar_map_in_optical_crs: Array
+) -> Array:
     """The SpaceNet 9 offset (dx, dy in optical pixels) of optical pixel indices whose
     features lie, in the SAR image's own geocoding, at the given map points (optical CRS).
 

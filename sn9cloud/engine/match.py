@@ -11,7 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.fft as sfft
 
-from sn9cloud.engine.executor import LOCAL, Executor, threads
+from sn9cloud.engine.executor import SERIAL, Executor
+from sn9cloud.engine.types import Array
 
 CHUNK = 256
 
@@ -21,14 +22,14 @@ class LocalMatches:
     """Matches in working-grid pixel coordinates (x, y): src[i] in the reference image
     corresponds to dst[i] in the moving image."""
 
-    src: np.ndarray  # (N, 2) float64
-    dst: np.ndarray  # (N, 2) float64
-    ncc: np.ndarray  # (N,) peak normalised cross-correlation
-    margin: np.ndarray  # (N,) peak minus best secondary peak: distinctness
-    valid: np.ndarray  # (N,) bool: a peak inside the search range with enough structure
+    src: Array  # (N, 2) float64
+    dst: Array  # (N, 2) float64
+    ncc: Array  # (N,) peak normalised cross-correlation
+    margin: Array  # (N,) peak minus best secondary peak: distinctness
+    valid: Array  # (N,) bool: a peak inside the search range with enough structure
 
 
-def grid_points(width: int, height: int, step: int, border: int) -> np.ndarray:
+def grid_points(width: int, height: int, step: int, border: int) -> Array:
     """Template centres on a regular lattice, at least ``border`` px from every edge."""
     if width < 2 * border + 1 or height < 2 * border + 1:
         return np.zeros((0, 2))
@@ -45,18 +46,18 @@ def grid_points(width: int, height: int, step: int, border: int) -> np.ndarray:
 class Padded:
     """An (H, W, C) image zero-padded once by ``pad`` on every side, to cut windows from."""
 
-    a: np.ndarray
+    a: Array
     pad: int
     h: int
     w: int
 
     @classmethod
-    def of(cls, f: np.ndarray, pad: int) -> Padded:
+    def of(cls, f: Array, pad: int) -> Padded:
         f3 = f if f.ndim == 3 else f[..., None]
         return cls(np.pad(f3, ((pad, pad), (pad, pad), (0, 0))), pad, f3.shape[0], f3.shape[1])
 
 
-def _windows(f: Padded, corners: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+def _windows(f: Padded, corners: Array, size: int) -> tuple[Array, Array]:
     """Cut (N, size, size, C) windows with upper-left corners ``corners`` (ints); the part
     outside the image is zero. Returns the windows and the fraction of each inside."""
     h, w, pad = f.h, f.w, size
@@ -80,8 +81,8 @@ class Integrals:
     come from four lookups each instead of a cumulative sum per window."""
 
     pad: int
-    s1: np.ndarray  # (H + 2 pad + 1, W + 2 pad + 1, C) sums of features
-    s2: np.ndarray  # (H + 2 pad + 1, W + 2 pad + 1) sums of squares over channels
+    s1: Array  # (H + 2 pad + 1, W + 2 pad + 1, C) sums of features
+    s2: Array  # (H + 2 pad + 1, W + 2 pad + 1) sums of squares over channels
 
     @classmethod
     def of_padded(cls, f: Padded) -> Integrals:
@@ -95,13 +96,14 @@ class Integrals:
         np.cumsum(s2[1:, 1:], axis=1, out=s2[1:, 1:])
         return cls(f.pad, s1, s2)
 
-    def boxes(self, ys: np.ndarray, xs: np.ndarray, t: int) -> tuple[np.ndarray, np.ndarray]:
+    def boxes(self, ys: Array, xs: Array, t: int) -> tuple[Array, Array]:
         """Box sums (N, ny, nx, C) and (N, ny, nx) of the t x t boxes with upper-left
         corners at padded rows ``ys`` (N, ny) and columns ``xs`` (N, nx)."""
         y0, x0 = ys[:, :, None], xs[:, None, :]
 
-        def box(a: np.ndarray) -> np.ndarray:
-            return a[y0 + t, x0 + t] - a[y0, x0 + t] - a[y0 + t, x0] + a[y0, x0]
+        def box(a: Array) -> Array:
+            out: Array = a[y0 + t, x0 + t] - a[y0, x0 + t] - a[y0 + t, x0] + a[y0, x0]
+            return out
 
         return box(self.s1), box(self.s2)
 
@@ -117,8 +119,8 @@ class _Prepared:
     mov_integrals: Integrals
 
     @classmethod
-    def of(cls, ref: np.ndarray, mov: np.ndarray, ref_valid: np.ndarray | None,
-           mov_valid: np.ndarray | None, pad: int) -> _Prepared:
+    def of(cls, ref: Array, mov: Array, ref_valid: Array | None,
+           mov_valid: Array | None, pad: int) -> _Prepared:
         movp = Padded.of(mov, pad)
         return cls(
             Padded.of(ref, pad), movp,
@@ -129,8 +131,8 @@ class _Prepared:
 
 
 def _ncc_surfaces(
-    p: _Prepared, centres: np.ndarray, predicted: np.ndarray, half: int, radius: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    p: _Prepared, centres: Array, predicted: Array, half: int, radius: int, threads: int
+) -> tuple[Array, Array, Array, Array]:
     """NCC of each template of the reference around ``centres`` with the moving image over
     integer lags in [-radius, radius]^2 around ``centres + predicted``.
 
@@ -155,9 +157,9 @@ def _ncc_surfaces(
     tw -= tw.mean(axis=(1, 2), keepdims=True)
     tnorm = np.sqrt((tw * tw).sum(axis=(1, 2, 3), dtype=np.float64))
     sw = sw.astype(np.float32)
-    ft = sfft.rfft2(tw, s=(L, L), axes=(1, 2), workers=threads())
-    fs = sfft.rfft2(sw, axes=(1, 2), workers=threads())
-    corr = sfft.irfft2((fs * np.conj(ft)).sum(axis=3), s=(L, L), axes=(1, 2), workers=threads())
+    ft = sfft.rfft2(tw, s=(L, L), axes=(1, 2), workers=threads)
+    fs = sfft.rfft2(sw, axes=(1, 2), workers=threads)
+    corr = sfft.irfft2((fs * np.conj(ft)).sum(axis=3), s=(L, L), axes=(1, 2), workers=threads)
     num = corr[:, :nlag, :nlag]
     n = float(t * t)
     # box sums of every lag's window from the integral images, at the same (clipped)
@@ -174,8 +176,9 @@ def _ncc_surfaces(
     return ncc, origins - c_int, tnorm / np.sqrt(n), usable
 
 
-def _subpixel(surf: np.ndarray, iy: np.ndarray, ix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Parabolic sub-pixel refinement of each surface's peak in x and in y."""
+def subpixel_peaks(surf: Array, iy: Array, ix: Array) -> tuple[Array, Array]:
+    """Parabolic sub-pixel refinement of each (N, L, L) surface's peak at interior
+    integer (iy, ix): (dx, dy) in [-0.5, 0.5], 0 where the peak is not a strict maximum."""
     n = np.arange(len(surf))
     c = surf[n, iy, ix]
     l_ = surf[n, iy, ix - 1]
@@ -195,21 +198,22 @@ class MatchJob:
     """One window job: the points of one tile, with crops of both images big enough for
     every template and search window of those points."""
 
-    ref: np.ndarray  # (h, w, C) crop
-    mov: np.ndarray
-    ref_valid: np.ndarray | None
-    mov_valid: np.ndarray | None
-    ref_origin: np.ndarray  # (x, y) of the crop's upper-left pixel in the full image
-    mov_origin: np.ndarray
-    centres: np.ndarray  # (N, 2) full-image coordinates
-    predicted: np.ndarray
+    ref: Array  # (h, w, C) crop
+    mov: Array
+    ref_valid: Array | None
+    mov_valid: Array | None
+    ref_origin: Array  # (x, y) of the crop's upper-left pixel in the full image
+    mov_origin: Array
+    centres: Array  # (N, 2) full-image coordinates
+    predicted: Array
     half: int
     radius: int
     min_energy: float
+    threads: int = 1  # FFT workers where the job runs
 
 
-def _crop(a: np.ndarray | None, pts: np.ndarray, margin: int) -> tuple[np.ndarray | None,
-                                                                         np.ndarray]:
+def _crop(a: Array | None, pts: Array, margin: int) -> tuple[Array | None,
+                                                                         Array]:
     h, w = (a.shape[0], a.shape[1]) if a is not None else (0, 0)
     lo = np.floor(pts.min(axis=0)).astype(int) - margin
     hi = np.ceil(pts.max(axis=0)).astype(int) + margin + 1
@@ -222,18 +226,25 @@ def _crop(a: np.ndarray | None, pts: np.ndarray, margin: int) -> tuple[np.ndarra
     return np.ascontiguousarray(a[y0:y1, x0:x1]), np.array([x0, y0])
 
 
+def _crop_image(a: Array, pts: Array, margin: int) -> tuple[Array, Array]:
+    crop, origin = _crop(a, pts, margin)
+    assert crop is not None
+    return crop, origin
+
+
 def plan_match_jobs(
-    ref: np.ndarray,
-    mov: np.ndarray,
-    centres: np.ndarray,
-    predicted: np.ndarray,
+    ref: Array,
+    mov: Array,
+    centres: Array,
+    predicted: Array,
     half: int,
     radius: int,
-    ref_valid: np.ndarray | None = None,
-    mov_valid: np.ndarray | None = None,
+    ref_valid: Array | None = None,
+    mov_valid: Array | None = None,
     min_energy: float = 0.05,
     tile: int = 512,
-) -> tuple[list[MatchJob], list[np.ndarray]]:
+    threads: int = 1,
+) -> tuple[list[MatchJob], list[Array]]:
     """Split a matching pass into window jobs by tiles of ``tile`` px; also each job's
     indices into ``centres``."""
     margin = 2 * half + 2 * radius + 2
@@ -243,12 +254,12 @@ def plan_match_jobs(
     _, starts = np.unique(key[order], axis=0, return_index=True)
     for part in np.split(order, np.sort(starts)[1:]):
         c, p = centres[part], predicted[part]
-        r_crop, r_org = _crop(ref, c, margin)
-        m_crop, m_org = _crop(mov, c + p, margin)
+        r_crop, r_org = _crop_image(ref, c, margin)
+        m_crop, m_org = _crop_image(mov, c + p, margin)
         rv, _ = _crop(ref_valid, c, margin) if ref_valid is not None else (None, None)
         mv, _ = _crop(mov_valid, c + p, margin) if mov_valid is not None else (None, None)
         jobs.append(MatchJob(r_crop, m_crop, rv, mv, r_org, m_org, c, p, half, radius,
-                             min_energy))
+                             min_energy, threads))
         indices.append(part)
     return jobs, indices
 
@@ -258,20 +269,20 @@ def run_match_job(job: MatchJob) -> LocalMatches:
     c = job.centres - job.ref_origin
     p = job.predicted - (job.mov_origin - job.ref_origin)
     m = _match_all(job.ref, job.mov, c, p, job.half, job.radius, job.ref_valid,
-                   job.mov_valid, job.min_energy)
+                   job.mov_valid, job.min_energy, job.threads)
     return LocalMatches(m.src + job.ref_origin, m.dst + job.mov_origin, m.ncc, m.margin,
                         m.valid)
 
 
 def match_points(
-    ref: np.ndarray,
-    mov: np.ndarray,
-    centres: np.ndarray,
-    predicted: np.ndarray,
+    ref: Array,
+    mov: Array,
+    centres: Array,
+    predicted: Array,
     half: int,
     radius: int,
-    ref_valid: np.ndarray | None = None,
-    mov_valid: np.ndarray | None = None,
+    ref_valid: Array | None = None,
+    mov_valid: Array | None = None,
     min_energy: float = 0.05,
     executor: Executor | None = None,
     tile: int = 512,
@@ -282,9 +293,10 @@ def match_points(
     n = len(centres)
     if n == 0:
         return _match_all(ref, mov, centres, predicted, half, radius)
+    ex = executor or SERIAL
     jobs, indices = plan_match_jobs(ref, mov, centres, predicted, half, radius, ref_valid,
-                                    mov_valid, min_energy, tile)
-    results = (executor or LOCAL).map(run_match_job, [(j,) for j in jobs])
+                                    mov_valid, min_energy, tile, ex.threads)
+    results = ex.map(run_match_job, [(j,) for j in jobs])
     out = {f: np.empty((n, 2)) if f in ("src", "dst") else np.empty(n, bool if f == "valid"
                                                                        else float)
            for f in ("src", "dst", "ncc", "margin", "valid")}
@@ -295,15 +307,16 @@ def match_points(
 
 
 def _match_all(
-    ref: np.ndarray,
-    mov: np.ndarray,
-    centres: np.ndarray,
-    predicted: np.ndarray,
+    ref: Array,
+    mov: Array,
+    centres: Array,
+    predicted: Array,
     half: int,
     radius: int,
-    ref_valid: np.ndarray | None = None,
-    mov_valid: np.ndarray | None = None,
+    ref_valid: Array | None = None,
+    mov_valid: Array | None = None,
     min_energy: float = 0.05,
+    threads: int = 1,
 ) -> LocalMatches:
     """Find, for each centre in ``ref``, the sub-pixel position in ``mov`` with the highest
     feature NCC within ``radius`` of ``centre + predicted``. Batches of ``CHUNK`` points
@@ -314,7 +327,7 @@ def _match_all(
         return LocalMatches(z, z, e, e, np.zeros(0, bool))
     prep = _Prepared.of(ref, mov, ref_valid, mov_valid, 2 * half + 2 * radius)
     parts = [_match_chunk(prep, centres[i : i + CHUNK], predicted[i : i + CHUNK], half,
-                          radius, min_energy)
+                          radius, min_energy, threads)
              for i in range(0, len(centres), CHUNK)]
     if len(parts) == 1:
         return parts[0]
@@ -322,9 +335,9 @@ def _match_all(
                           for f in ("src", "dst", "ncc", "margin", "valid")))
 
 
-def _match_chunk(p: _Prepared, centres: np.ndarray, predicted: np.ndarray, half: int,
-                 radius: int, min_energy: float) -> LocalMatches:
-    surf, base, energy, usable = _ncc_surfaces(p, centres, predicted, half, radius)
+def _match_chunk(p: _Prepared, centres: Array, predicted: Array, half: int,
+                 radius: int, min_energy: float, threads: int) -> LocalMatches:
+    surf, base, energy, usable = _ncc_surfaces(p, centres, predicted, half, radius, threads)
     nlag = surf.shape[1]
     flat = surf.reshape(len(surf), -1)
     k = flat.argmax(axis=1)
@@ -333,7 +346,7 @@ def _match_chunk(p: _Prepared, centres: np.ndarray, predicted: np.ndarray, half:
     interior = (ix > 0) & (ix < nlag - 1) & (iy > 0) & (iy < nlag - 1)
     ixc = np.clip(ix, 1, nlag - 2)
     iyc = np.clip(iy, 1, nlag - 2)
-    sx, sy = _subpixel(surf, iyc, ixc)
+    sx, sy = subpixel_peaks(surf, iyc, ixc)
     # distinctness: the best peak at least 3 px away from the main one
     yy, xx = np.mgrid[0:nlag, 0:nlag]
     far = (np.abs(yy[None] - iy[:, None, None]) > 2) | (np.abs(xx[None] - ix[:, None, None]) > 2)

@@ -10,7 +10,7 @@ import numpy as np
 
 from sn9cloud.engine.fit import DisplacementField
 from sn9cloud.engine.grid import pixel_centres_to_map, sn9_offsets
-from sn9cloud.engine.types import Grid
+from sn9cloud.engine.types import Array, Grid
 
 Window = tuple[int, int, int, int]  # row_off, col_off, height, width
 
@@ -21,14 +21,14 @@ def windows(grid: Grid, block: int = 512) -> Iterator[Window]:
             yield r, c, min(block, grid.height - r), min(block, grid.width - c)
 
 
-def _nodes(start: int, length: int, step: int) -> np.ndarray:
+def _nodes(start: int, length: int, step: int) -> Array:
     n = np.arange(start, start + length, step, dtype=np.float64)
     if n[-1] != start + length - 1:
         n = np.append(n, start + length - 1)
     return n
 
 
-def _interp_weights(nodes: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _interp_weights(nodes: Array, x: Array) -> tuple[Array, Array]:
     i = np.clip(np.searchsorted(nodes, x, side="right") - 1, 0, max(len(nodes) - 2, 0))
     if len(nodes) == 1:
         return np.zeros(len(x), int), np.zeros(len(x))
@@ -49,7 +49,7 @@ def lattice_step(field: DisplacementField, optical: Grid) -> int:
 
 def offset_window(
     field: DisplacementField, optical: Grid, sar: Grid, window: Window, step: int | None = None
-) -> np.ndarray:
+) -> Array:
     """(2, h, w) float32: band 0 dx, band 1 dy, SpaceNet 9 convention, for one window.
 
     The field is evaluated exactly on a lattice and interpolated bilinearly between."""
@@ -80,8 +80,8 @@ def offset_window(
 
 
 def offsets_at(
-    field: DisplacementField, optical: Grid, sar: Grid, rows: np.ndarray, cols: np.ndarray
-) -> np.ndarray:
+    field: DisplacementField, optical: Grid, sar: Grid, rows: Array, cols: Array
+) -> Array:
     """Exact (N, 2) offsets at integer optical pixels, without the lattice."""
     pix = np.column_stack([np.asarray(cols, float), np.asarray(rows, float)])
     p = pixel_centres_to_map(optical.transform, pix)

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
+from typing import Any, Literal, get_args
 
 import cv2
 import numpy as np
 
 from sn9cloud.engine.coarse import coarse_align, coarse_displacement
-from sn9cloud.engine.executor import Executor
+from sn9cloud.engine.executor import SERIAL, Executor
 from sn9cloud.engine.features import structure_features, to_intensity
 from sn9cloud.engine.fit import LAMBDAS, DisplacementField, FitResult, fit_field
 from sn9cloud.engine.grid import (
@@ -22,30 +23,49 @@ from sn9cloud.engine.grid import (
     working_factor,
 )
 from sn9cloud.engine.match import LocalMatches, grid_points, match_points
-from sn9cloud.engine.types import GeoImage, Grid
+from sn9cloud.engine.types import Array, GeoImage, Grid, setting
 from sn9cloud.errors import InputError, NoOverlapError, UnreliableRegistrationError
 
-MODELS = ("nonrigid", "affine")
+#: the field models: a smooth non-rigid field (global affine + thin-plate spline, the most
+#: accurate) or the baseline's single affine
+Model = Literal["nonrigid", "affine"]
+MODELS: tuple[str, ...] = get_args(Model)
 
 
 @dataclass(frozen=True)
 class RegistrationOptions:
-    model: str = "nonrigid"
-    max_working_size: int = 1024  # longest side of the working grid, px
-    max_shift_fraction: float = 0.25  # coarse search range, fraction of the image side
-    scales: tuple[float, ...] = (0.97, 0.985, 1.0, 1.015, 1.03)
-    half: int = 24  # template half-size, working px
-    step: int = 12  # lattice step of match points, working px
-    max_points: int = 1200  # per pyramid level: the step grows on large grids
-    min_level_size: int = 112  # a pyramid level's shorter side, px
-    min_ncc: float = 0.10
-    min_margin: float = 0.02
-    consistency_px: float = 1.5  # forward/backward agreement, level px
-    min_inliers: int = 12
-    min_inlier_fraction: float = 0.2
-    min_point_fraction: float = 0.1  # inliers per lattice point of the finest level
-    max_estimated_error_px: float = 3.0  # working px, LOO mean
-    job_tile: int = 512  # matching window jobs: points of one tile of this many level px
+    """Every setting of the engine, its default and valid range written once, here."""
+
+    model: Model = setting("nonrigid", doc="field model: nonrigid or affine")
+    max_working_size: int = setting(1024, lo=64, hi=32768,
+                                    doc="longest side of the working grid, px")
+    max_shift_fraction: float = setting(0.25, lo=0.01, hi=0.5,
+                                        doc="coarse search range, fraction of the image side")
+    scales: tuple[float, ...] = setting((0.97, 0.985, 1.0, 1.015, 1.03), lo=0.5, hi=2.0,
+                                        doc="coarse scale candidates")
+    half: int = setting(24, lo=4, hi=128, doc="template half-size, working px")
+    step: int = setting(12, lo=1, hi=512, doc="lattice step of match points, working px")
+    max_points: int = setting(1200, lo=16, hi=200_000,
+                              doc="match points per pyramid level (the step grows on large "
+                                  "grids)")
+    min_level_size: int = setting(112, lo=32, hi=8192,
+                                  doc="shorter side of the coarsest pyramid level, px")
+    min_ncc: float = setting(0.10, lo=-1.0, hi=1.0, doc="a match's minimum peak NCC")
+    min_margin: float = setting(0.02, lo=0.0, hi=2.0,
+                                doc="a match's minimum peak margin over its best rival")
+    consistency_px: float = setting(1.5, lo=0.01, hi=100.0,
+                                    doc="forward/backward agreement, level px")
+    min_inliers: int = setting(12, lo=3, hi=100_000, doc="inliers needed to answer")
+    min_inlier_fraction: float = setting(0.2, lo=0.0, hi=1.0,
+                                         doc="inliers per valid match needed to answer")
+    min_point_fraction: float = setting(0.1, lo=0.0, hi=1.0,
+                                        doc="inliers per lattice point of the finest level")
+    max_estimated_error_px: float = setting(3.0, lo=0.01, hi=1000.0,
+                                            doc="largest cross-validated error answered, "
+                                                "working px")
+    job_tile: int = setting(512, lo=16, hi=1 << 20, identity=False,
+                            doc="matching window jobs: points of one tile of this many "
+                                "level px")
 
 
 @dataclass
@@ -54,8 +74,8 @@ class RegistrationReport:
     working_pixel_size: tuple[float, float]
     working_shape: tuple[int, int]
     overlap_fraction: float
-    coarse: dict
-    levels: list[dict] = field(default_factory=list)
+    coarse: dict[str, Any]
+    levels: list[dict[str, Any]] = field(default_factory=list)
     matches: int = 0
     consistent_matches: int = 0
     inliers: int = 0
@@ -63,9 +83,9 @@ class RegistrationReport:
     residual_p90_px: float = float("nan")
     estimated_error_px: float = float("nan")
     estimated_error_m: float = float("nan")
-    timings_s: dict = field(default_factory=dict)
+    timings_s: dict[str, float] = field(default_factory=dict)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
@@ -75,8 +95,8 @@ class RegistrationResult:
     optical_grid: Grid  # the grid the inputs' optical image was given on
     sar_grid: Grid
     report: RegistrationReport
-    matches_src: np.ndarray  # (N, 2) map points of the final inlier matches
-    matches_disp: np.ndarray  # (N, 2) their displacements, map units
+    matches_src: Array  # (N, 2) map points of the final inlier matches
+    matches_disp: Array  # (N, 2) their displacements, map units
 
 
 def _check_image(img: GeoImage, name: str) -> None:
@@ -90,7 +110,7 @@ def _check_image(img: GeoImage, name: str) -> None:
         raise InputError(f"{name} image: constant (no structure to match)")
 
 
-def _pyramid(a: np.ndarray, m: np.ndarray, levels: int) -> list[tuple[np.ndarray, np.ndarray]]:
+def _pyramid(a: Array, m: Array, levels: int) -> list[tuple[Array, Array]]:
     out = [(a, m)]
     for _ in range(levels - 1):
         a, m = out[-1]
@@ -110,8 +130,10 @@ def register(
     """Register ``sar`` to ``optical``; raise rather than return an unreliable field.
 
     Each matching pass is planned as window jobs (a tile of points each) that ``executor``
-    runs: in this process by default, on a Ray cluster with `sn9cloud.distributed`."""
+    runs: in this process on one thread by default, on a Ray cluster with
+    `sn9cloud.distributed`; the executor also says how many threads each stage may use."""
     opt = options or RegistrationOptions()
+    ex = executor or SERIAL
     if opt.model not in MODELS:
         raise InputError(f"unknown model {opt.model!r}: choose one of {', '.join(MODELS)}")
     timings: dict[str, float] = {}
@@ -122,8 +144,8 @@ def register(
 
     factor = working_factor(optical.grid, sar.grid, opt.max_working_size)
     wgrid = optical.grid.scaled(factor)
-    o_int, o_valid = resample_to(optical, wgrid, is_sar=False)
-    s_int, s_valid = resample_to(sar, wgrid, is_sar=True)
+    o_int, o_valid = resample_to(optical, wgrid, is_sar=False, threads=ex.threads)
+    s_int, s_valid = resample_to(sar, wgrid, is_sar=True, threads=ex.threads)
     both = o_valid & s_valid
     overlap = float(both.mean())
     if not s_valid.any():
@@ -145,8 +167,8 @@ def register(
     opyr = _pyramid(o_int, o_valid, n_levels)
     spyr = _pyramid(s_int, s_valid, n_levels)
     feats = [
-        (structure_features(o, executor=executor), om,
-         structure_features(s, presmooth=1.0, executor=executor), sm)
+        (structure_features(o, executor=ex), om,
+         structure_features(s, presmooth=1.0, executor=ex), sm)
         for (o, om), (s, sm) in zip(opyr, spyr, strict=True)
     ]
     timings["features"] = time.perf_counter() - t1
@@ -160,7 +182,7 @@ def register(
     # when that exceeds what the first local search radius absorbs
     edge = max(abs(s_ - 1.0) for s_ in opt.scales) * max(fo.shape[:2]) / 2.0
     scales = opt.scales if edge > 4.0 else (1.0,)
-    coarse = coarse_align(fo, om, fs, sm, maxs, scales)
+    coarse = coarse_align(fo, om, fs, sm, maxs, scales, threads=ex.threads)
     timings["coarse"] = time.perf_counter() - t2
     coarse_info = {
         "shift_px": (coarse.shift * 2**lv).round(2).tolist(),
@@ -173,18 +195,20 @@ def register(
     px_w, px_h = wgrid.pixel_size
     px = 0.5 * (px_w + px_h)
 
-    def predict_px(pts_w: np.ndarray, fld: DisplacementField | None) -> np.ndarray:
+    def predict_px(pts_w: Array, fld: DisplacementField | None) -> Array:
         """Displacement in working px at working-grid points."""
         if fld is None:
-            return coarse_displacement(coarse, pts_w / 2**lv) * 2**lv
+            c_px: Array = coarse_displacement(coarse, pts_w / 2**lv) * 2**lv
+            return c_px
         d = fld(pixel_centres_to_map(wgrid.transform, pts_w))
-        return d @ lin_inv.T
+        out: Array = d @ lin_inv.T
+        return out
 
     t3 = time.perf_counter()
     fld: DisplacementField | None = None
     fit: FitResult | None = None
-    level_info: list[dict] = []
-    last: tuple[LocalMatches, np.ndarray] | None = None
+    level_info: list[dict[str, Any]] = []
+    last: tuple[LocalMatches, Array] | None = None
     for k in range(n_levels - 1, -1, -1):
         fo, om, fs, sm = feats[k]
         scale = 2**k
@@ -192,14 +216,14 @@ def register(
         step = max(opt.step, int(np.ceil(np.sqrt(fo.shape[0] * fo.shape[1] / opt.max_points))))
         pts = grid_points(fo.shape[1], fo.shape[0], step, opt.half + 2)
         pred = predict_px(pts * scale + (scale - 1) / 2.0, fld) / scale
-        fwd = match_points(fo, fs, pts, pred, opt.half, radius, om, sm, executor=executor,
+        fwd = match_points(fo, fs, pts, pred, opt.half, radius, om, sm, executor=ex,
                            tile=opt.job_tile)
         ok = fwd.valid & (fwd.ncc >= opt.min_ncc) & (fwd.margin >= opt.min_margin)
         # backward, for the forward matches only: from the SAR position back to the optical
         consistent = np.zeros(len(pts), bool)
         if ok.any():
             bwd = match_points(fs, fo, fwd.dst[ok], (fwd.src - fwd.dst)[ok], opt.half, 2, sm,
-                               om, executor=executor, tile=opt.job_tile)
+                               om, executor=ex, tile=opt.job_tile)
             back_err = np.hypot(*(bwd.dst - fwd.src[ok]).T)
             consistent[ok] = bwd.valid & (back_err <= opt.consistency_px)
         src_w = fwd.src[consistent] * scale + (scale - 1) / 2.0

@@ -3,10 +3,26 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from affine import Affine
 from rasterio.crs import CRS
+
+#: the engine's arrays: shapes and dtypes are in each function's docstring
+Array = npt.NDArray[Any]
+
+
+def setting(default: Any, *, lo: float | None = None, hi: float | None = None,
+            doc: str = "", identity: bool = True) -> Any:
+    """A configuration field with its default, its valid range and what it means, declared
+    once beside the stage that reads it; the configuration loader validates against it.
+
+    ``identity=False`` marks a setting that changes how the work is split, never its
+    result: it is recorded but left out of the result's identity hash."""
+    return field(default=default, metadata={"lo": lo, "hi": hi, "doc": doc,
+                                            "identity": identity})
 
 
 @dataclass(frozen=True)
@@ -40,10 +56,10 @@ class GeoImage:
     """Pixels and where they are. ``array`` is (bands, H, W) or (H, W); ``valid`` is an
     optional (H, W) mask of pixels that hold data."""
 
-    array: np.ndarray
+    array: Array
     transform: Affine = field(default_factory=Affine.identity)
     crs: CRS | None = None
-    valid: np.ndarray | None = None
+    valid: Array | None = None
     nodata: float | None = None
 
     @property
@@ -55,7 +71,7 @@ class GeoImage:
         return int(self.array.shape[-1])
 
     @property
-    def bands(self) -> np.ndarray:
+    def bands(self) -> Array:
         """Always (bands, H, W)."""
         return self.array if self.array.ndim == 3 else self.array[None]
 
@@ -63,7 +79,7 @@ class GeoImage:
     def grid(self) -> Grid:
         return Grid(self.width, self.height, self.transform, self.crs)
 
-    def valid_mask(self) -> np.ndarray:
+    def valid_mask(self) -> Array:
         """Pixels with data: the explicit mask, else finite and not nodata in every band."""
         if self.valid is not None:
             return self.valid.astype(bool)

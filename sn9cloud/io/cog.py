@@ -11,6 +11,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable
+from typing import Literal
 
 import numpy as np
 import rasterio
@@ -18,9 +19,9 @@ from rasterio.windows import Window
 from rio_cogeo.cogeo import cog_translate
 from rio_cogeo.profiles import cog_profiles
 
-from sn9cloud.engine.executor import LOCAL, Executor, threads
+from sn9cloud.engine.executor import SERIAL, Executor
 from sn9cloud.engine.offsets import windows
-from sn9cloud.engine.types import Grid
+from sn9cloud.engine.types import Array, Grid
 from sn9cloud.errors import OutputError
 from sn9cloud.io.s3 import client, is_s3, split_s3
 
@@ -48,14 +49,18 @@ def check_writable(path: str) -> None:
 def build_offsets_cog(
     workdir: str,
     grid: Grid,
-    window_fn: Callable[[tuple[int, int, int, int]], np.ndarray],
+    window_fn: Callable[[tuple[int, int, int, int]], Array],
     tags: dict[str, str] | None = None,
     executor: Executor | None = None,
+    threads: int | None = None,
 ) -> str:
     """Build a 2-band float32 COG (dx, dy) on ``grid`` in ``workdir``; return its path.
 
-    ``window_fn`` gives the (2, h, w) offsets of one window: memory stays one window.
+    ``window_fn`` gives the (2, h, w) offsets of one window: memory stays one window;
+    ``executor`` computes them, GDAL compresses with ``threads`` (the executor's by default).
     """
+    ex = executor or SERIAL
+    gdal_threads = str(threads or ex.threads)
     raw = os.path.join(workdir, "raw.tif")
     cog = os.path.join(workdir, "offsets.tif")
     # the intermediate is uncompressed: compression happens once, in the COG pass, on
@@ -68,7 +73,7 @@ def build_offsets_cog(
     wins = [(w,) for w in windows(grid, BLOCK)]
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB), rasterio.open(raw, "w", **profile) as dst:
         # the executor computes the next windows while GDAL writes this one
-        blocks = (executor or LOCAL).imap(window_fn, wins, lookahead=LOOKAHEAD)
+        blocks = ex.imap(window_fn, wins, lookahead=LOOKAHEAD)
         for ((r, c, h, w),), block in zip(wins, blocks, strict=True):
             if not np.all(np.isfinite(block)):
                 raise OutputError(f"non-finite offsets in window {r},{c}")
@@ -83,19 +88,20 @@ def build_offsets_cog(
                         "BIGTIFF": "IF_SAFER"})
     cog_translate(raw, cog, out_profile, in_memory=False, quiet=True,
                   overview_resampling="average", use_cog_driver=False,
-                  config={"GDAL_NUM_THREADS": str(threads()), "GDAL_CACHEMAX": GDAL_CACHE_MB})
+                  config={"GDAL_NUM_THREADS": gdal_threads, "GDAL_CACHEMAX": GDAL_CACHE_MB})
     os.unlink(raw)
     return cog
 
 
 def write_image_cog(
-    path: str | os.PathLike,
-    array: np.ndarray,
+    path: str | os.PathLike[str],
+    array: Array,
     transform: object,
     crs: object,
     nodata: float | None = None,
     block: int = 512,
-    overview_resampling: str = "nearest",
+    overview_resampling: Literal["nearest", "average"] = "nearest",
+    threads: int = 1,
 ) -> None:
     """A (bands, H, W) or (H, W) array as a deflate COG at a local ``path``: for sample
     catalogs, benchmark scenes and fixtures (offset maps go through `build_offsets_cog`)."""
@@ -111,7 +117,7 @@ def write_image_cog(
         profile.update({"blockxsize": block, "blockysize": block, "BIGTIFF": "IF_SAFER"})
         cog_translate(raw, str(path), profile, quiet=True,
                       overview_resampling=overview_resampling,
-                      config={"GDAL_NUM_THREADS": str(threads())})
+                      config={"GDAL_NUM_THREADS": str(threads)})
     finally:
         if os.path.exists(raw):
             os.unlink(raw)
@@ -120,8 +126,9 @@ def write_image_cog(
 def write_offsets_cog(
     path: str,
     grid: Grid,
-    window_fn: Callable[[tuple[int, int, int, int]], np.ndarray],
+    window_fn: Callable[[tuple[int, int, int, int]], Array],
     tags: dict[str, str] | None = None,
+    threads: int = 1,
 ) -> None:
     """Write the offset COG to ``path`` (local or s3://) atomically."""
     check_writable(path)
@@ -129,7 +136,7 @@ def write_offsets_cog(
         prefix=".sn9cloud-", dir=None if is_s3(path) else os.path.dirname(os.path.abspath(path))
     )
     try:
-        cog = build_offsets_cog(tmpdir, grid, window_fn, tags)
+        cog = build_offsets_cog(tmpdir, grid, window_fn, tags, threads=threads)
         if is_s3(path):
             bucket, key = split_s3(path)
             client().upload_file(cog, bucket, key)

@@ -1,31 +1,28 @@
 """The shipped detectors: found through their STAC item (Machine Learning Model extension),
 verified by checksum, run by torch on CUDA when present and on the CPU otherwise.
 
-The item in ``catalogs/models/<name>-detector.json`` records the weights' checksum,
-training data, hyperparameters and validation figures; `load_detector` reads the checksum
-from it and refuses weights that do not match.
+The item ``<name>-detector.json`` (in the package's ``models/shipped/``, or the folder of
+the ``SN9CLOUD_MODELS`` setting) records the weights' checksum, training data,
+hyperparameters and validation figures; `load_detector` reads the checksum from it and
+refuses weights that do not match.
 """
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
+from sn9cloud.models.model_items import weights_checksum
 from sn9cloud.models.unet import KeypointUNet, device, heatmap_peak
-from sn9cloud.models.weights import ModelError, load_model, model_metadata, sha256
+from sn9cloud.models.weights import load_model, model_metadata, sha256
 
 MLM = "https://stac-extensions.github.io/mlm/v1.4.0/schema.json"
 FILE = "https://stac-extensions.github.io/file/v2.1.0/schema.json"
 
 
-def models_dir() -> Path:
-    """``SN9CLOUD_MODELS``, or the catalog beside the package in a checkout."""
-    env = os.environ.get("SN9CLOUD_MODELS")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "catalogs" / "models"
 
 
 class TorchDetector:
@@ -53,26 +50,14 @@ class TorchDetector:
         return np.concatenate(xy).astype(np.float64), np.concatenate(conf).astype(np.float64)
 
 
-def item_path(name: str, directory: Path | None = None) -> Path:
-    return (directory or models_dir()) / f"{name}-detector.json"
-
-
 def load_detector(name: str = "sar", directory: Path | None = None,
                   dev: torch.device | None = None) -> TorchDetector:
     """The shipped detector ``name`` (sar or optical), checksum verified from its item."""
-    ip = item_path(name, directory)
-    if not ip.exists():
-        raise ModelError(f"model item {ip}: no such file (train one with training/train.py)")
-    item = json.loads(ip.read_text())
-    asset = item["assets"]["weights"]
-    checksum = asset["file:checksum"]
-    if not checksum.startswith("1220"):
-        raise ModelError(f"model item {ip}: file:checksum is not a sha2-256 multihash")
-    weights = ip.parent / asset["href"]
-    return TorchDetector(load_model(weights, checksum[4:], map_location=dev or device()), dev)
+    weights, sha = weights_checksum(name, directory)
+    return TorchDetector(load_model(weights, sha, map_location=dev or device()), dev)
 
 
-def model_item(weights: Path, name: str, training: dict) -> dict:
+def model_item(weights: Path, name: str, training: dict[str, Any]) -> dict[str, Any]:
     """The STAC item (MLM extension) describing trained weights."""
     meta = model_metadata(weights)
     model = load_model(weights, None)

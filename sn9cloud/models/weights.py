@@ -11,17 +11,16 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from sn9cloud.errors import InputError
+from sn9cloud.models.model_items import ModelError
 from sn9cloud.models.unet import KeypointUNet, UNetConfig
 
-
-class ModelError(InputError):
-    """A model file that cannot be used: missing, tampered, or another architecture."""
+__all__ = ["ModelError", "load_model", "model_metadata", "read_header", "save_model", "sha256"]
 
 
 def sha256(path: str | Path) -> str:
@@ -32,7 +31,8 @@ def sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def save_model(model: KeypointUNet, path: str | Path, metadata: dict | None = None) -> str:
+def save_model(model: KeypointUNet, path: str | Path,
+               metadata: dict[str, Any] | None = None) -> str:
     """Write the weights with the config (and ``metadata``) in the header; return sha256."""
     meta = {"architecture": "sn9cloud.KeypointUNet",
             "config": json.dumps(model.config.to_dict()),
@@ -42,7 +42,7 @@ def save_model(model: KeypointUNet, path: str | Path, metadata: dict | None = No
     return sha256(path)
 
 
-def read_header(path: str | Path) -> dict:
+def read_header(path: str | Path) -> dict[str, Any]:
     from safetensors import safe_open
 
     try:
@@ -83,5 +83,5 @@ def load_model(path: str | Path, expected_sha256: str | None,
     return model.to(map_location).eval()
 
 
-def model_metadata(path: str | Path) -> dict:
-    return json.loads(read_header(path).get("metadata", "{}"))
+def model_metadata(path: str | Path) -> dict[str, Any]:
+    return dict(json.loads(read_header(path).get("metadata", "{}")))

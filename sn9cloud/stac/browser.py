@@ -9,12 +9,12 @@ a STAC API or a remote catalog is fetched by the browser itself from its own URL
 from __future__ import annotations
 
 import json
-import os
 import threading
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from sn9cloud.errors import InputError
@@ -23,20 +23,14 @@ from sn9cloud.errors import InputError
 CATALOG_PREFIX = "/catalog/"
 
 
-def default_browser_dir() -> Path:
-    """The built browser: $SN9CLOUD_STAC_BROWSER, else deploy/stac-browser/dist of the
-    checkout this package runs from."""
-    env = os.environ.get("SN9CLOUD_STAC_BROWSER")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[2] / "deploy" / "stac-browser" / "dist"
-
-
-def check_browser_dir(path: Path) -> Path:
-    if not (path / "index.html").is_file():
+def check_browser_dir(path: Path | None) -> Path:
+    """``path`` (the SN9CLOUD_STAC_BROWSER setting, or a checkout's build) if it holds a
+    built browser."""
+    if path is None or not (path / "index.html").is_file():
         raise InputError(
-            f"STAC Browser is not built at {path}: run deploy/stac-browser/stac-browser.sh "
-            "build (needs npm), or set SN9CLOUD_STAC_BROWSER to a built copy")
+            f"STAC Browser is not built{f' at {path}' if path else ''}: run "
+            "deploy/stac-browser/stac-browser.sh build in a checkout (needs npm), or set "
+            "SN9CLOUD_STAC_BROWSER to a built copy")
     return path
 
 
@@ -74,8 +68,8 @@ def config_js(catalog_url: str, title: str) -> bytes:
 
 
 class _Handler(SimpleHTTPRequestHandler):
-    def __init__(self, *args, browser: Path, catalog: Path | None, remote: str | None,
-                 title: str, **kwargs) -> None:
+    def __init__(self, *args: Any, browser: Path, catalog: Path | None, remote: str | None,
+                 title: str, **kwargs: Any) -> None:
         self._catalog, self._remote, self._title = catalog, remote, title
         super().__init__(*args, directory=str(browser), **kwargs)
 
@@ -115,9 +109,9 @@ class BrowserServer:
     a STAC API. Use as a context manager; ``url`` is the browser's address and
     ``item_url(path)`` the page of an item JSON of a local catalog."""
 
-    def __init__(self, catalog: str, browser_dir: Path | None = None,
+    def __init__(self, catalog: str, browser_dir: Path | None,
                  host: str = "127.0.0.1", port: int = 0, title: str = "sn9cloud results"):
-        self.browser_dir = check_browser_dir(browser_dir or default_browser_dir())
+        self.browser_dir = check_browser_dir(browser_dir)
         self.catalog_root = local_catalog_root(catalog)
         self._host, self._port, self._title, self._catalog = host, port, title, catalog
         self._server: ThreadingHTTPServer | None = None
@@ -133,6 +127,7 @@ class BrowserServer:
             raise InputError(f"cannot serve the browser on {self._host}:{self._port}: {e}") \
                 from e
         host, port = self._server.server_address[:2]
+        host = host.decode() if isinstance(host, bytes) else str(host)
         self.url = f"http://{host}:{port}/"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()

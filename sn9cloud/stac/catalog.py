@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import pystac
 
@@ -43,12 +44,14 @@ def load_items(source: str, search: Search | None = None) -> list[pystac.Item]:
             return [it for it in pystac.ItemCollection.from_dict(d).items
                     if _matches(it, search)][: search.max_items]
         obj = pystac.read_dict(d, href=source, stac_io=stac_io())
+        obj.set_self_href(source)
         if isinstance(obj, pystac.Item):
-            obj.set_self_href(source)
             items = [obj]
-        else:
-            obj.set_self_href(source)
+        elif isinstance(obj, pystac.Catalog):
             items = list(obj.get_items(recursive=True))
+        else:
+            raise InputError(f"catalog {source}: a {d['type']}, not a catalog, collection "
+                             "or item")
     except InputError:
         raise
     except Exception as e:
@@ -56,7 +59,7 @@ def load_items(source: str, search: Search | None = None) -> list[pystac.Item]:
     return [it for it in items if _matches(it, search)][: search.max_items]
 
 
-def _is_api(d: dict) -> bool:
+def _is_api(d: dict[str, Any]) -> bool:
     return any("item-search" in c for c in d.get("conformsTo", []))
 
 

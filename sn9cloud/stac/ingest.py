@@ -8,7 +8,7 @@ API writes its own). Loading upserts, so ingesting again after a rerun is safe.
 
 from __future__ import annotations
 
-import os
+from typing import Any
 
 import pystac
 
@@ -18,15 +18,7 @@ from sn9cloud.stac.stacio import stac_io
 STRUCTURAL = {"root", "parent", "collection", "item", "child", "self"}
 
 
-def dsn_from_env() -> str | None:
-    if os.environ.get("PGSTAC_DSN"):
-        return os.environ["PGSTAC_DSN"]
-    if all(os.environ.get(k) for k in ("PGHOST", "PGUSER")):
-        return ""  # libpq reads PG* itself
-    return None
-
-
-def _absolute(doc: dict, href_base: str) -> dict:
+def _absolute(doc: dict[str, Any], href_base: str) -> dict[str, Any]:
     obj = pystac.read_dict(doc, href=href_base, stac_io=stac_io())
     for a in getattr(obj, "assets", {}).values():
         a.href = a.get_absolute_href() or a.href
@@ -40,12 +32,14 @@ def _absolute(doc: dict, href_base: str) -> dict:
     return obj.to_dict(include_self_link=False, transform_hrefs=False)
 
 
-def collect(catalog: str) -> tuple[list[dict], list[dict]]:
+def collect(catalog: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Collections and items of a static catalog, hrefs made absolute."""
     try:
         root = pystac.read_file(catalog, stac_io=stac_io())
     except Exception as e:
         raise InputError(f"catalog {catalog}: cannot be read ({str(e).splitlines()[0]})") from e
+    if not isinstance(root, pystac.Catalog):
+        raise InputError(f"catalog {catalog}: not a catalog or collection")
     collections, items = [], []
     cats = [root, *root.get_all_collections()] if isinstance(root, pystac.Collection) \
         else list(root.get_all_collections())

@@ -3,15 +3,17 @@ measured: the offset-map COG, the report, the two input items."""
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import pystac
 
 from sn9cloud import ALGORITHM_VERSION, __version__
 from sn9cloud.engine.types import Grid
+from sn9cloud.errors import InputError
+from sn9cloud.prepared import PreparedRun
 
 STAC_VERSION = "1.1.0"
 EXTENSIONS = {
@@ -22,12 +24,6 @@ EXTENSIONS = {
 }
 COG_TYPE = "image/tiff; application=geotiff; profile=cloud-optimized"
 KEY_LIBRARIES = ("numpy", "scipy", "opencv-python-headless", "rasterio", "rio-cogeo", "pystac")
-
-
-def result_id(optical_id: str, sar_id: str, algorithm: str = ALGORITHM_VERSION) -> str:
-    """Deterministic: the same inputs and algorithm always give the same id (idempotence)."""
-    h = hashlib.sha256(f"{optical_id}\n{sar_id}\n{algorithm}".encode()).hexdigest()[:16]
-    return f"sn9-offsets-{h}"
 
 
 def multihash_sha256(digest_hex: str) -> str:
@@ -55,7 +51,7 @@ class PublishedFile:
 def item_datetime(item: pystac.Item) -> datetime:
     t = item.datetime or item.common_metadata.start_datetime
     if t is None:
-        raise ValueError(f"item {item.id} has no datetime")
+        raise InputError(f"item {item.id}: no datetime (neither datetime nor start_datetime)")
     return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
@@ -63,7 +59,7 @@ def _iso(t: datetime) -> str:
     return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def _report_summary(report: dict) -> dict:
+def _report_summary(report: dict[str, Any]) -> dict[str, Any]:
     keys = ("model", "matches", "consistent_matches", "inliers", "residual_rmse_px",
             "residual_p90_px", "estimated_error_px", "estimated_error_m", "overlap_fraction")
     out = {k: report[k] for k in keys if k in report}
@@ -76,6 +72,7 @@ def _report_summary(report: dict) -> dict:
 
 def build_result_item(
     *,
+    run: PreparedRun,
     optical: pystac.Item,
     sar: pystac.Item,
     optical_href: str,
@@ -83,20 +80,21 @@ def build_result_item(
     optical_item_href: str | None,
     sar_item_href: str | None,
     grid: Grid,
-    report: dict,
+    report: dict[str, Any],
     cog: PublishedFile,
     report_file: PublishedFile,
     thumbnail: PublishedFile,
     collection_id: str,
     processed_at: datetime | None = None,
-) -> dict:
-    """The STAC item (a dict) of one offset map."""
-    item_id = result_id(optical.id, sar.id)
+) -> dict[str, Any]:
+    """The STAC item (a dict) of one offset map, saying what computed it: the matcher, the
+    field model and the whole effective configuration, hashed into its id."""
+    item_id = run.result_id(optical.id, sar.id)
     processed_at = processed_at or datetime.now(UTC)
     crs = grid.crs
     epsg = crs.to_epsg() if crs is not None else None
     t = grid.transform
-    proj: dict = {"proj:code": f"EPSG:{epsg}" if epsg else None,
+    proj: dict[str, Any] = {"proj:code": f"EPSG:{epsg}" if epsg else None,
                   "proj:shape": [grid.height, grid.width],
                   "proj:transform": [t.a, t.b, t.c, t.d, t.e, t.f, 0.0, 0.0, 1.0]}
     if not epsg and crs is not None:
@@ -115,7 +113,7 @@ def build_result_item(
     ]
     properties = {
         "datetime": _iso(item_datetime(sar)),
-        "title": f"SpaceNet 9 offset map: {sar.id} onto {optical.id}",
+        "title": f"SpaceNet 9 offset map: {sar.id} onto {optical.id} ({run.label()})",
         "description": "For every optical pixel, the shift to the matching SAR pixel "
                        "(SpaceNet 9 convention), computed by sn9cloud.",
         "created": _iso(processed_at),
@@ -124,13 +122,16 @@ def build_result_item(
         "processing:level": "L4",
         "processing:lineage": (
             f"SAR item {sar.id} ({sar_href}) registered onto optical item {optical.id} "
-            f"({optical_href}) by {ALGORITHM_VERSION}: structure-feature coarse alignment, "
-            "dense template matching coarse to fine, MAGSAC++ affine and "
-            f"{'thin-plate-spline non-rigid' if summary.get('model') == 'nonrigid' else 'affine'}"
-            " field, evaluated on the optical grid."),
+            f"({optical_href}) by {ALGORITHM_VERSION}, {run.config.matcher} matcher: "
+            f"{run.matcher.lineage(run.config)}; evaluated on the optical grid "
+            f"(configuration {run.config_hash[:12]})."),
         "sn9cloud:algorithm_version": ALGORITHM_VERSION,
         "sn9cloud:optical_id": optical.id,
         "sn9cloud:sar_id": sar.id,
+        "sn9cloud:matcher": run.config.matcher,
+        "sn9cloud:model": run.field_model,
+        "sn9cloud:config": run.effective,
+        "sn9cloud:config_hash": run.config_hash,
         "sn9cloud:report": summary,
     }
     assets = {
@@ -174,7 +175,7 @@ def build_result_item(
     }
 
 
-def new_collection(collection_id: str) -> dict:
+def new_collection(collection_id: str) -> dict[str, Any]:
     return {
         "type": "Collection",
         "stac_version": STAC_VERSION,
@@ -194,7 +195,7 @@ def new_collection(collection_id: str) -> dict:
     }
 
 
-def new_catalog() -> dict:
+def new_catalog() -> dict[str, Any]:
     return {
         "type": "Catalog",
         "stac_version": STAC_VERSION,
@@ -205,12 +206,12 @@ def new_catalog() -> dict:
     }
 
 
-def add_item_to_collection(collection: dict, item: dict) -> dict:
+def add_item_to_collection(collection: dict[str, Any], item: dict[str, Any]) -> dict[str, Any]:
     """Link the item and grow the extents; idempotent (a link is never doubled)."""
     href = f"./{item['id']}/{item['id']}.json"
-    links = [ln for ln in collection["links"] if not (ln["rel"] == "item" and ln["href"] == href)]
-    links.append({"rel": "item", "href": href, "type": "application/geo+json"})
-    collection["links"] = links
+    links = collection["links"]
+    if not any(ln["rel"] == "item" and ln["href"] == href for ln in links):
+        links.append({"rel": "item", "href": href, "type": "application/geo+json"})
     n_items = sum(1 for ln in links if ln["rel"] == "item")
     bb = item.get("bbox")
     if bb:
@@ -227,7 +228,7 @@ def add_item_to_collection(collection: dict, item: dict) -> dict:
     return collection
 
 
-def add_child_to_catalog(catalog: dict, collection_id: str) -> dict:
+def add_child_to_catalog(catalog: dict[str, Any], collection_id: str) -> dict[str, Any]:
     href = f"./{collection_id}/collection.json"
     if not any(ln["rel"] == "child" and ln["href"] == href for ln in catalog["links"]):
         catalog["links"].append({"rel": "child", "href": href, "type": "application/json"})

@@ -21,6 +21,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from sn9cloud import ALGORITHM_VERSION
 from sn9cloud.errors import OutputError
@@ -63,26 +64,29 @@ class Publisher:
     def item_href(self, item_id: str) -> str:
         return self.store.href(self.item_key(item_id))
 
-    def published_item(self, item_id: str) -> dict | None:
-        """The item already published under this id with this algorithm version, if any."""
+    def published_item(self, item_id: str, config_hash: str) -> dict[str, Any] | None:
+        """The item already published under this id by this algorithm version and this
+        effective configuration, if any (the id hashes both; this checks what it says)."""
         blob = self.store.get(self.item_key(item_id))
         if blob is None:
             return None
         try:
             item = json.loads(blob.data)
-        except ValueError:
+            props = item["properties"]
+        except (ValueError, KeyError, TypeError):
             return None
-        if item.get("properties", {}).get("sn9cloud:algorithm_version") != ALGORITHM_VERSION:
+        if (props.get("sn9cloud:algorithm_version") != ALGORITHM_VERSION
+                or props.get("sn9cloud:config_hash") != config_hash):
             return None
-        return item
+        return dict(item)
 
     def publish(
         self,
         item_id: str,
         files: list[LocalFile],
-        build_item: Callable[[dict[str, PublishedFile]], dict],
+        build_item: Callable[[dict[str, PublishedFile]], dict[str, Any]],
         force: bool = False,
-    ) -> tuple[dict, bool]:
+    ) -> tuple[dict[str, Any], bool]:
         """Publish assets, item and links; return the item and whether this call wrote it.
 
         Without ``force`` an item that appears meanwhile (a concurrent run) wins and this
@@ -108,11 +112,12 @@ class Publisher:
                                content_type="application/geo+json")
                 wrote = True
             except PreconditionFailed:
-                existing = self.published_item(item_id)
+                existing = self.published_item(item_id, item["properties"]
+                                               ["sn9cloud:config_hash"])
                 if existing is None:
                     raise OutputError(
                         f"item {self.item_href(item_id)} exists from another algorithm "
-                        "version; rerun with --force to replace it") from None
+                        "version or configuration; rerun with --force to replace it") from None
                 item, wrote = existing, False
                 self._remove(created)
         except BaseException:
@@ -121,7 +126,7 @@ class Publisher:
         self.link(item)
         return item, wrote
 
-    def link(self, item: dict) -> None:
+    def link(self, item: dict[str, Any]) -> None:
         """Link the item from its collection and the collection from the catalog."""
         self._update(f"{self.collection_id}/collection.json",
                      lambda: new_collection(self.collection_id),
@@ -129,7 +134,8 @@ class Publisher:
         self._update("catalog.json", new_catalog,
                      lambda c: add_child_to_catalog(c, self.collection_id))
 
-    def _update(self, key: str, create: Callable[[], dict], change: Callable[[dict], dict]) -> None:
+    def _update(self, key: str, create: Callable[[], dict[str, Any]],
+                change: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
         for attempt in range(MAX_CAS_ATTEMPTS):
             blob = self.store.get(key)
             try:
@@ -157,5 +163,5 @@ class Publisher:
                 continue
 
 
-def _dump(doc: dict) -> bytes:
+def _dump(doc: dict[str, Any]) -> bytes:
     return json.dumps(doc, indent=1).encode()

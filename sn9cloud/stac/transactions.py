@@ -6,15 +6,15 @@ hrefs made absolute as for `ingest`. Nothing already in the API is replaced: an 
 API already holds (409) is left as it is and counted, so a rerun is safe and data already
 published is never lost; only the items a `--force` rerun republished (``replace``) are
 updated, to new assets that sit beside the old ones (content-addressed), which stay. A bearer
-token, where the API wants one, comes from $SN9CLOUD_STAC_API_TOKEN, never from the
-command line.
+token, where the API wants one, comes from the SN9CLOUD_STAC_API_TOKEN setting, never from
+the command line.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Collection
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import quote
 
 import requests
@@ -33,10 +33,9 @@ class ApiPublication:
     items_replaced: int = 0
 
 
-def _session() -> requests.Session:
+def _session(token: str | None = None) -> requests.Session:
     s = requests.Session()
     s.headers["Accept"] = "application/json"
-    token = os.environ.get("SN9CLOUD_STAC_API_TOKEN")
     if token:
         s.headers["Authorization"] = f"Bearer {token}"
     return s
@@ -52,7 +51,7 @@ def _message(r: requests.Response) -> str:
 
 
 def _call(s: requests.Session, method: str, url: str, timeout: float,
-          **kw: object) -> requests.Response:
+          **kw: Any) -> requests.Response:
     try:
         return s.request(method, url, timeout=timeout, **kw)
     except requests.RequestException as e:
@@ -77,14 +76,14 @@ def check_transactions(api_url: str, session: requests.Session | None = None,
 
 
 def publish_to_api(catalog: str, api_url: str, replace: Collection[str] = (),
-                   timeout: float = 30.0) -> ApiPublication:
+                   timeout: float = 30.0, token: str | None = None) -> ApiPublication:
     """Create the catalog's collections and items in the API where they are missing; of
     those it already holds, update the ones whose ids are in ``replace``."""
     collections, items = collect(catalog)
     if not collections:
         raise InputError(f"catalog {catalog}: no collections to publish")
     base = api_url.rstrip("/")
-    s = _session()
+    s = _session(token)
     check_transactions(base, s, timeout)
     created_c = created_i = existing = replaced = 0
     for c in collections:
