@@ -30,6 +30,7 @@ browse: $(STAMP)
 	deploy/stac-browser/stac-browser.sh build
 	$(VENV)/bin/sn9cloud browse $(DEMO_OUT)
 
+# ruff, then mypy (strict, the whole package: pyproject.toml), then the suite.
 # PostgreSQL + PostGIS for the STAC API tests and Chromium for the browser test come from
 # Debian packages, STAC Browser from npm (each installed or built once); the tests start
 # their own throwaway database, STAC API, S3 server, browser server and Ray clusters.
@@ -37,7 +38,8 @@ test: $(STAMP)
 	deploy/stac-api/stac-api.sh install
 	deploy/stac-browser/stac-browser.sh install
 	deploy/stac-browser/stac-browser.sh build
-	$(VENV)/bin/ruff check sn9cloud tests benchmarks catalogs
+	$(VENV)/bin/ruff check sn9cloud tests benchmarks catalogs training
+	$(VENV)/bin/mypy
 	SN9CLOUD_REQUIRE_SERVICES=1 $(VENV)/bin/pytest -q
 
 bench: $(STAMP)

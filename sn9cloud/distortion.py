@@ -10,6 +10,7 @@ SpaceNet 9 offsets it implies.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -35,12 +36,12 @@ class Distortion:
             uy = uy + ay * g
         return ux, uy
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {"shift": list(self.shift), "scale": self.scale, "centre": list(self.centre),
                 "bumps": np.asarray(self.bumps).tolist()}
 
     @classmethod
-    def from_dict(cls, d: dict) -> Distortion:
+    def from_dict(cls, d: dict[str, Any]) -> Distortion:
         return cls(tuple(d["shift"]), float(d["scale"]), tuple(d["centre"]),
                    np.asarray(d["bumps"], float).reshape(-1, 5))
 
@@ -87,7 +88,7 @@ def random_distortion(
     return Distortion(shift, scale, ((width - 1) / 2.0, (height - 1) / 2.0), bumps)
 
 
-def _invert(d: Distortion, mx: np.ndarray, my: np.ndarray, iters: int = 30) -> tuple:
+def _invert(d: Distortion, mx: np.ndarray, my: np.ndarray, iters: int = 30) -> tuple[Any, ...]:
     """p such that p + u(p) = m, by fixed-point iteration (u is smooth and small)."""
     px, py = mx.copy(), my.copy()
     for _ in range(iters):

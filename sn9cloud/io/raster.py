@@ -65,7 +65,8 @@ def read_image(path: str, role: str, max_size: int | None = None) -> tuple[GeoIm
         full = Grid(ds.width, ds.height, ds.transform, ds.crs)
     mask = np.ma.getmaskarray(arr).any(axis=0)
     data = np.asarray(arr.filled(0), dtype=np.float32) if arr.dtype.kind == "f" else arr.data
-    return GeoImage(array=data, transform=transform, crs=full.crs, valid=~mask), full
+    valid = np.asarray(~mask)
+    return GeoImage(array=data, transform=transform, crs=full.crs, valid=valid), full
 
 
 def _short(e: Exception) -> str:

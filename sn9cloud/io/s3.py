@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
+from typing import Any
 from urllib.parse import urlparse
 
 #: GDAL options that make remote COG reads fast (no directory listing, merged ranges).
@@ -50,14 +51,14 @@ _CREDENTIAL_VARS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_T
                     "AWS_PROFILE", "AWS_DEFAULT_REGION", "AWS_REGION")
 
 
-def client():
+def client() -> Any:
     """A boto3 S3 client for the current AWS environment, made once per process and
     environment (making one costs about 40 ms of CPU, once per pair otherwise)."""
     return _client(endpoint_url(), tuple(os.environ.get(k) for k in _CREDENTIAL_VARS))
 
 
 @functools.lru_cache(maxsize=8)
-def _client(endpoint: str | None, _credentials: tuple):
+def _client(endpoint: str | None, _credentials: tuple[Any, ...]) -> Any:
     import boto3
 
     return boto3.client("s3", endpoint_url=endpoint)

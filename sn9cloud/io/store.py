@@ -16,6 +16,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from sn9cloud.errors import OutputError
 from sn9cloud.io.s3 import client, is_s3, split_s3
@@ -160,7 +161,7 @@ class S3Store(Store):
 
     def put(self, key: str, data: bytes, *, if_none_match: bool = False,
             if_match: str | None = None, content_type: str | None = None) -> None:
-        kw: dict = {"Bucket": self.bucket, "Key": self._key(key), "Body": data}
+        kw: dict[str, Any] = {"Bucket": self.bucket, "Key": self._key(key), "Body": data}
         if content_type:
             kw["ContentType"] = content_type
         if if_none_match:

@@ -38,12 +38,16 @@ def cfog(x: torch.Tensor, sigma: float = 1.2) -> tuple[torch.Tensor, torch.Tenso
     r = int(3 * sigma + 0.5)
     g = torch.exp(-torch.arange(-r, r + 1, dtype=x.dtype, device=x.device) ** 2
                   / (2 * sigma * sigma))
-    g = (g / g.sum()).tolist()
+    weights: list[float] = (g / g.sum()).tolist()
     h, w = x.shape[-2:]
     fp = F.pad(f, (r, r, 0, 0), mode="replicate")
-    f = sum(fp[..., i:i + w] * g[i] for i in range(2 * r + 1))
+    f = fp[..., 0:w] * weights[0]  # summed in order, as the detector was trained
+    for i in range(1, 2 * r + 1):
+        f = f + fp[..., i:i + w] * weights[i]
     fp = F.pad(f, (0, 0, r, r), mode="replicate")
-    f = sum(fp[..., i:i + h, :] * g[i] for i in range(2 * r + 1))
+    f = fp[..., 0:h, :] * weights[0]
+    for i in range(1, 2 * r + 1):
+        f = f + fp[..., i:i + h, :] * weights[i]
     f = 0.5 * f + 0.25 * (f.roll(1, 1) + f.roll(-1, 1))
     invalid = (F.avg_pool2d((x == 0).to(x.dtype), 5, 1, 2) > 0.8).to(x.dtype)
     valid = 1.0 - F.max_pool2d(invalid, 7, 1, 3)

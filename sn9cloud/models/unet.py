@@ -20,6 +20,7 @@ resolution.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -45,12 +46,12 @@ class UNetConfig:
             raise ValueError(f"similarity templates {self.templates} must lie within the "
                              f"{self.tile} px tile")
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         """JSON-ready (tuples as lists), as stored in weights headers and checkpoints."""
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
     @classmethod
-    def from_dict(cls, cfg: dict) -> UNetConfig:
+    def from_dict(cls, cfg: dict[str, Any]) -> UNetConfig:
         """The inverse of `to_dict`. Headers written before a field existed describe models
         without that part: no correlation channel, no similarity maps."""
         return cls(widths=tuple(int(w) for w in cfg["widths"]), tile=int(cfg["tile"]),

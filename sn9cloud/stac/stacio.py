@@ -16,8 +16,9 @@ class S3StacIO(DefaultStacIO):
         href = str(source)
         if is_s3(href):
             bucket, key = split_s3(href)
-            return client().get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8")
-        return super().read_text(source, *args, **kwargs)
+            body: bytes = client().get_object(Bucket=bucket, Key=key)["Body"].read()
+            return body.decode("utf-8")
+        return str(super().read_text(source, *args, **kwargs))
 
     def write_text(self, dest: Any, txt: str, *args: Any, **kwargs: Any) -> None:
         href = str(dest)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 from jsonschema import Draft7Validator, ValidationError
 from jsonschema.exceptions import best_match
@@ -48,7 +49,7 @@ def _registry(schema_dir: str) -> Registry:
     return Registry().with_resources(resources)
 
 
-def _draft7():
+def _draft7() -> Any:
     from referencing.jsonschema import DRAFT7
 
     return DRAFT7
@@ -63,14 +64,14 @@ def _deepest(err: ValidationError) -> ValidationError:
     return err
 
 
-def schema_urls(doc: dict) -> list[str]:
+def schema_urls(doc: dict[str, Any]) -> list[str]:
     """The core schema of the document's type and version, then its extensions'."""
     version = doc.get("stac_version", "1.1.0")
     core = f"https://schemas.stacspec.org/v{version}/{CORE[doc['type']]}"
     return [core, *doc.get("stac_extensions", [])]
 
 
-def validate(doc: dict, schema_dir: str | Path) -> list[str]:
+def validate(doc: dict[str, Any], schema_dir: str | Path) -> list[str]:
     """Raise `ValidationFailed` naming each schema and error; return the schemas checked."""
     reg = _registry(str(schema_dir))
     errors = []
