@@ -53,13 +53,13 @@ def _item(iid: str, transform: Affine, w: int, h: int, key: str, sar: bool) -> d
                              "type": "image/tiff; application=geotiff"}}}
 
 
-def build_batch(data: Path, n: int, s3, tmp: Path) -> str:
-    """n pairs, each at its own place, uploaded with a catalog; returns the catalog href."""
+def pair_files(data: Path, n: int, tmp: Path, first: int = 0):
+    """Yield (item id, is SAR, local COG path, asset key, item dict) for n pairs, each at
+    its own place: real 3MOS city tiles, the SAR with a known distortion."""
     names = sorted(p.name[: -len("_optical.png")]
                    for p in (data / "3mos_tiles").glob("*_city_*_optical.png"))
     rng = np.random.default_rng(7)
-    links = []
-    for i in range(n):
+    for i in range(first, first + n):
         name = names[i % len(names)]
         o = cv2.imread(str(data / "3mos_tiles" / f"{name}_optical.png"))[:, :, ::-1]
         s = cv2.imread(str(data / "3mos_tiles" / f"{name}_sar.png"), cv2.IMREAD_GRAYSCALE)
@@ -75,10 +75,17 @@ def build_batch(data: Path, n: int, s3, tmp: Path) -> str:
         ):
             iid = f"pair{i:02d}-{role}"
             write_image_cog(tmp / f"{iid}.tif", arr, tr, CRS.from_epsg(EPSG), nod)
-            s3.upload_file(str(tmp / f"{iid}.tif"), BUCKET, f"cat/{iid}/{key}.tif")
-            it = _item(iid, tr, arr.shape[2], arr.shape[1], key, role == "sar")
-            s3.put_object(Bucket=BUCKET, Key=f"cat/{iid}/{iid}.json", Body=json.dumps(it))
-            links.append({"rel": "item", "href": f"./{iid}/{iid}.json"})
+            yield iid, role == "sar", tmp / f"{iid}.tif", key, _item(
+                iid, tr, arr.shape[2], arr.shape[1], key, role == "sar")
+
+
+def build_batch(data: Path, n: int, s3, tmp: Path) -> str:
+    """n pairs, each at its own place, uploaded with a catalog; returns the catalog href."""
+    links = []
+    for iid, _, tif, key, it in pair_files(data, n, tmp):
+        s3.upload_file(str(tif), BUCKET, f"cat/{iid}/{key}.tif")
+        s3.put_object(Bucket=BUCKET, Key=f"cat/{iid}/{iid}.json", Body=json.dumps(it))
+        links.append({"rel": "item", "href": f"./{iid}/{iid}.json"})
     cat = {"type": "Catalog", "stac_version": "1.1.0", "id": "batch", "description": "batch",
            "links": [{"rel": "root", "href": "./catalog.json"}, *links]}
     s3.put_object(Bucket=BUCKET, Key="cat/catalog.json", Body=json.dumps(cat))

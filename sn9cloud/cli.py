@@ -91,6 +91,13 @@ def _config(config_path: str | None, matcher: str | None, model: str | None,
     return config
 
 
+def _need_service_extra(module: str) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        _fail(InputError(f"this command needs {module}: pip install 'sn9cloud[service]'"))
+
+
 def _prepared(config: Any, settings: Any) -> Any:
     from sn9cloud.prepared import PreparedRun
 
@@ -222,12 +229,10 @@ def run(catalog: str, output: str, collections: tuple[str, ...], bbox: str | Non
 
     from sn9cloud.pipeline import PairOutcome, RunOptions, run_catalog
     from sn9cloud.stac.catalog import Search
-    from sn9cloud.stac.pairing import PairingOptions
 
     settings = _settings()
     config = _config(config_path, matcher, model, max_working_size)
-    pairing = replace(PairingOptions(), sar_collections=sar_collections, max_days=max_days,
-                      **({} if min_overlap is None else {"min_overlap": min_overlap}))
+    pairing = _pairing_flags(min_overlap, max_days, sar_collections)
     options = replace(RunOptions(output=output), config=config, force=force, pairing=pairing,
                       **({} if results_collection is None
                          else {"results_collection": results_collection}))
@@ -324,6 +329,210 @@ def ingest_cmd(catalog: str, dsn: str | None, stac_api: str | None) -> None:
         _publish_api(catalog, stac_api, settings.stac_api_token)
     else:
         _ingest(catalog, dsn or settings.pgstac_dsn)
+
+
+def _pairing_flags(min_overlap: float | None, max_days: float | None,
+                   sar_collections: tuple[str, ...]) -> Any:
+    from dataclasses import replace
+
+    from sn9cloud.stac.pairing import PairingOptions
+
+    return replace(PairingOptions(), sar_collections=sar_collections, max_days=max_days,
+                   **({} if min_overlap is None else {"min_overlap": min_overlap}))
+
+
+@main.command()
+@click.option("--out", "output", required=True,
+              help="Where results are published and the service keeps its state: a local "
+                   "folder or s3://bucket/prefix.")
+@click.option("--queue", "queue_url", default=None, metavar="SQS_URL",
+              help="Consume S3 event notifications (direct or through SNS) from this queue.")
+@click.option("--prefix", "prefixes", multiple=True,
+              help="Only objects whose key starts with this (repeatable).")
+@click.option("--stac-api", "stac_api", default=None, metavar="URL",
+              help="Poll this STAC API for new items (with --collection).")
+@click.option("--collection", "collections", multiple=True,
+              help="Input collections to serve (repeatable; the poller searches these).")
+@click.option("--poll-interval", type=float, default=60.0, show_default=True,
+              help="Seconds between polls of the STAC API.")
+@click.option("--poll-overlap", type=float, default=24.0, show_default=True,
+              help="Hours before the watermark each poll looks again (late arrivals).")
+@click.option("--since", default=None, help="Poll items acquired from this RFC 3339 time "
+              "on, where no watermark is stored yet.")
+@click.option("--sar-collection", "sar_collections", multiple=True,
+              help="Treat items of this collection as SAR (besides sar:* fields).")
+@click.option("--min-overlap", type=float, default=None,
+              help="Pairing as for `run` (default 0.3).")
+@click.option("--max-days", type=float, default=None, help="Pairing as for `run`.")
+@click.option("--results-collection", default=None,
+              help="Collection of the results (default sn9cloud-offsets).")
+@registration_options
+@click.option("--lease", "lease_s", type=float, default=300.0, show_default=True,
+              help="Seconds a pair's lease lasts (renewed while it runs).")
+@click.option("--max-attempts", type=int, default=5, show_default=True,
+              help="Attempts of a pair that fails transiently before it fails for good.")
+@click.option("--retry-base", "retry_base_s", type=float, default=10.0, show_default=True,
+              help="Seconds before the first retry; doubled each attempt.")
+@click.option("--partner-timeout", type=float, default=24.0, show_default=True,
+              help="Hours an item waits for a partner before it is recorded as failed.")
+@click.option("--publish-api", default=None, metavar="URL",
+              help="Also create each result in this STAC API (Transactions extension; token "
+                   "$SN9CLOUD_STAC_API_TOKEN).")
+@click.option("--ray", "ray_address", is_flag=False, flag_value="", default=None,
+              metavar="[ADDRESS]", help="Run pairs on a Ray cluster.")
+@click.option("--metrics-port", type=int, default=None,
+              help="Serve Prometheus metrics on this port.")
+@click.option("--sweep-interval", type=float, default=30.0, show_default=True,
+              help="Seconds between sweeps (expired leases, due retries, lonely items).")
+@click.option("--max-idle", type=float, default=None,
+              help="Exit after this many seconds with nothing to do (default: run on).")
+@click.option("--once", is_flag=True, help="One round of every source and one sweep, then "
+              "exit.")
+def watch(output: str, queue_url: str | None, prefixes: tuple[str, ...],
+          stac_api: str | None, collections: tuple[str, ...], poll_interval: float,
+          poll_overlap: float, since: str | None, sar_collections: tuple[str, ...],
+          min_overlap: float | None, max_days: float | None,
+          results_collection: str | None, matcher: str | None, model: str | None,
+          max_working_size: int | None, config_path: str | None, lease_s: float,
+          max_attempts: int, retry_base_s: float, partner_timeout: float,
+          publish_api: str | None, ray_address: str | None, metrics_port: int | None,
+          sweep_interval: float, max_idle: float | None, once: bool) -> None:
+    """Register new items as they arrive: S3 events through SQS (--queue) and/or a STAC
+    API polled for new items (--stac-api), each paired with the best known item of the
+    other modality and published exactly once under OUTPUT. Logs are JSON lines."""
+    import threading
+    from dataclasses import replace
+
+    _need_service_extra("prometheus_client")
+    from sn9cloud.service.logs import JsonLog
+    from sn9cloud.service.serve import Source, serve, stop_on_signals
+    from sn9cloud.service.sources import ApiPoller, SqsSource
+    from sn9cloud.service.watcher import (
+        LocalRunner,
+        PairRunner,
+        RayRunner,
+        Watcher,
+        WatchOptions,
+    )
+
+    if not queue_url and not stac_api:
+        _fail(InputError("nothing to watch: give --queue SQS_URL and/or --stac-api URL"))
+    for name, v in (("--lease", lease_s), ("--poll-interval", poll_interval),
+                    ("--partner-timeout", partner_timeout), ("--retry-base", retry_base_s)):
+        if not v > 0:
+            _fail(InputError(f"{name} {v:g}: must be more than 0"))
+    if max_attempts < 1:
+        _fail(InputError(f"--max-attempts {max_attempts}: must be at least 1"))
+    settings = _settings()
+    config = _config(config_path, matcher, model, max_working_size)
+    run = _prepared(config, settings)
+    options = replace(WatchOptions(output=output), config=config,
+                      pairing=_pairing_flags(min_overlap, max_days, sar_collections),
+                      collections=collections, lease_s=lease_s, max_attempts=max_attempts,
+                      retry_base_s=retry_base_s, partner_timeout_s=partner_timeout * 3600,
+                      stac_api=publish_api,
+                      **({} if results_collection is None
+                         else {"results_collection": results_collection}))
+    log = JsonLog()
+    try:
+        runner: PairRunner
+        if ray_address is not None:
+            from sn9cloud.distributed.cluster import connect
+
+            connect(ray_address or settings.ray_address)
+            runner = RayRunner(options, run)
+        else:
+            runner = LocalRunner(options, run, settings)
+        watcher = Watcher(options, run, runner, log, api_token=settings.stac_api_token)
+        sources: list[Source] = []
+        if queue_url:
+            sources.append(SqsSource(queue_url, watcher, prefixes))
+        if stac_api:
+            sources.append(ApiPoller(stac_api, collections, watcher, poll_interval,
+                                     poll_overlap * 3600, since))
+        if metrics_port is not None:
+            watcher.metrics.serve(metrics_port)
+    except Exception as e:
+        _fail(e)
+    stop = threading.Event()
+    stop_on_signals(stop, watcher)
+    serve(watcher, sources, stop, sweep_s=sweep_interval, idle_exit_s=max_idle, once=once)
+
+
+@main.command()
+@click.argument("output")
+@click.option("--json", "as_json", is_flag=True, help="Every record as JSON lines.")
+def status(output: str, as_json: bool) -> None:
+    """What the service did under OUTPUT: counts by state (per configuration), and the
+    failed pairs and items with their reasons."""
+    from collections import Counter
+
+    from sn9cloud.io.store import open_store
+    from sn9cloud.service.state import all_records
+
+    _settings()
+    try:
+        store = open_store(output)
+        records = list(all_records(store))
+    except Exception as e:
+        _fail(e)
+    if as_json:
+        for r in records:
+            click.echo(json.dumps(r, sort_keys=True))
+        return
+    by_config: dict[str, Counter[str]] = {}
+    for r in records:
+        by_config.setdefault(str(r.get("config_hash", ""))[:12], Counter())[
+            str(r.get("state"))] += 1
+    if not records:
+        click.echo(f"no service state under {output}")
+        return
+    for cfg, counts in sorted(by_config.items()):
+        parts = ", ".join(f"{counts[s]} {s}" for s in ("published", "running", "waiting",
+                                                       "failed") if counts[s])
+        click.echo(f"config {cfg}: {parts}")
+    for r in records:
+        if r.get("state") == "failed":
+            what = (f"{r.get('optical')} + {r.get('sar')}" if r.get("kind") == "pair"
+                    else f"item {r.get('item')}")
+            final = "failed" if r.get("final") else "retrying"
+            click.echo(f"{final}: {what} (attempts {r.get('attempts', 0)}): {r.get('reason')}")
+
+
+@main.command()
+@click.argument("payload")
+@click.option("--output", default=None, help="Write the output payload here (default: "
+              "standard output).")
+@click.option("--no-upload", is_flag=True, help="Leave the result assets in --workdir.")
+@click.option("--workdir", default=None, help="Keep the work files here.")
+def task(payload: str, output: str | None, no_upload: bool, workdir: str | None) -> None:
+    """Run as a stac-task: PAYLOAD (a FeatureCollection with a process block; a file,
+    s3:// or - for standard input) in, the output payload with the result items out."""
+    _need_service_extra("stactask")
+    from sn9cloud.service.task import run_task
+
+    _settings()
+    try:
+        if payload == "-":
+            doc = json.load(sys.stdin)
+        else:
+            from sn9cloud.stac.stacio import stac_io
+
+            doc = json.loads(stac_io().read_text(payload))
+        if not isinstance(doc, dict):
+            raise InputError(f"payload {payload}: not a JSON object")
+        out = run_task(doc, upload=not no_upload, workdir=workdir)
+        text = json.dumps(out)
+        if output:
+            from sn9cloud.stac.stacio import stac_io
+
+            stac_io().write_text(output, text)
+        else:
+            click.echo(text)
+    except ValueError as e:
+        _fail(InputError(f"payload {payload}: not JSON ({e})"))
+    except Exception as e:
+        _fail(e)
 
 
 @main.command()

@@ -26,9 +26,9 @@ from sn9cloud.prepared import PreparedRun
 from sn9cloud.register_pair import register_hrefs
 from sn9cloud.settings import Settings
 from sn9cloud.stac.catalog import Search, load_items, raster_href
-from sn9cloud.stac.items import build_result_item, item_datetime
+from sn9cloud.stac.items import COG_TYPE, PublishedFile, build_result_item, item_datetime
 from sn9cloud.stac.pairing import ItemPair, PairingOptions, explicit_pairs, pair_items
-from sn9cloud.stac.publish import LocalFile, Publisher
+from sn9cloud.stac.publish import LocalFile, Publisher, sha256_file
 
 
 @dataclass(frozen=True)
@@ -125,53 +125,92 @@ def process_pair(pair: ItemPair, publisher: Publisher, options: RunOptions, run:
     return out
 
 
-def _published_item(pair: ItemPair, publisher: Publisher, options: RunOptions,
-                    run: PreparedRun, out: PairOutcome, executor: Executor) -> None:
+@dataclass
+class PairProducts:
+    """What one registered pair produced, in a scratch folder: the offset COG, the report
+    and the thumbnail, and how to build its item once the files' names are known."""
+
+    files: list[LocalFile]
+    report: dict[str, Any]
+    build: Callable[[dict[str, PublishedFile]], dict[str, Any]]
+
+
+def make_products(pair: ItemPair, run: PreparedRun, executor: Executor, workdir: str,
+                  collection_id: str, item_dir: str | None) -> PairProducts:
+    """Register the pair and write its files into ``workdir``. ``item_dir`` is where the
+    item will live (inputs are named relative to it where they can be); None: name them
+    absolutely (the item travels, as a stac-task's does)."""
     item_datetime(pair.sar)  # fail early on an item without a time
     optical_href = raster_href(pair.optical, sar=False)
     sar_href = raster_href(pair.sar, sar=True)
     reg = register_hrefs(optical_href, sar_href, run, executor)
-    workdir = tempfile.mkdtemp(prefix="sn9cloud-")
-    try:
-        t1 = time.perf_counter()
-        cog = build_offsets_cog(workdir, reg.optical_grid, reg.offsets,
-                                tags=run.cog_tags(), executor=executor)
-        thumb = os.path.join(workdir, "thumbnail.png")
-        offset_magnitude_png(cog, thumb)
-        reg.report["timings_s"]["write"] = round(time.perf_counter() - t1, 4)
-        item_dir = os.path.dirname(publisher.item_href(out.item_id or ""))
+    t1 = time.perf_counter()
+    cog = build_offsets_cog(workdir, reg.optical_grid, reg.offsets, tags=run.cog_tags(),
+                            executor=executor)
+    thumb = os.path.join(workdir, "thumbnail.png")
+    offset_magnitude_png(cog, thumb)
+    reg.report["timings_s"]["write"] = round(time.perf_counter() - t1, 4)
+
+    def ref(target: str | None) -> str | None:
         # inputs named as the output can reach them: URLs, or paths relative to the item
         # (never this machine's absolute paths)
-        optical_ref = _relative_href(optical_href, item_dir) or optical_href
-        sar_ref = _relative_href(sar_href, item_dir) or sar_href
-        reg.report.update({"optical": optical_ref, "sar": sar_ref,
-                           "optical_item": pair.optical.id, "sar_item": pair.sar.id,
-                           "pair_overlap": round(pair.overlap, 4)})
-        report_path = os.path.join(workdir, "report.json")
-        with open(report_path, "w") as f:
-            json.dump(reg.report, f, indent=1)
+        return target if item_dir is None else _relative_href(target, item_dir)
 
-        def build(files: dict[str, Any]) -> dict[str, Any]:
-            return build_result_item(
-                run=run, optical=pair.optical, sar=pair.sar,
-                optical_href=optical_ref, sar_href=sar_ref,
-                optical_item_href=_relative_href(pair.optical.get_self_href(), item_dir),
-                sar_item_href=_relative_href(pair.sar.get_self_href(), item_dir),
-                grid=reg.optical_grid, report=reg.report,
-                cog=files["offsets"], report_file=files["report"],
-                thumbnail=files["thumbnail"], collection_id=publisher.collection_id,
-            )
+    optical_ref = ref(optical_href) or optical_href
+    sar_ref = ref(sar_href) or sar_href
+    reg.report.update({"optical": optical_ref, "sar": sar_ref,
+                       "optical_item": pair.optical.id, "sar_item": pair.sar.id,
+                       "pair_overlap": round(pair.overlap, 4)})
+    report_path = os.path.join(workdir, "report.json")
+    with open(report_path, "w") as f:
+        json.dump(reg.report, f, indent=1)
 
-        files = [LocalFile("offsets", cog, "image/tiff; application=geotiff; "
-                                           "profile=cloud-optimized"),
-                 LocalFile("report", report_path, "application/json"),
-                 LocalFile("thumbnail", thumb, "image/png")]
-        _, wrote = publisher.publish(out.item_id or "", files, build, force=options.force)
+    def build(files: dict[str, PublishedFile]) -> dict[str, Any]:
+        return build_result_item(
+            run=run, optical=pair.optical, sar=pair.sar,
+            optical_href=optical_ref, sar_href=sar_ref,
+            optical_item_href=ref(pair.optical.get_self_href()),
+            sar_item_href=ref(pair.sar.get_self_href()),
+            grid=reg.optical_grid, report=reg.report,
+            cog=files["offsets"], report_file=files["report"],
+            thumbnail=files["thumbnail"], collection_id=collection_id,
+        )
+
+    files = [LocalFile("offsets", cog, COG_TYPE),
+             LocalFile("report", report_path, "application/json"),
+             LocalFile("thumbnail", thumb, "image/png")]
+    return PairProducts(files, reg.report, build)
+
+
+def build_pair_files(pair: ItemPair, run: PreparedRun, executor: Executor, workdir: str,
+                     collection_id: str) -> dict[str, Any]:
+    """The result item of a pair with its assets as the files in ``workdir`` (absolute
+    local hrefs, checksums filled in): for a caller that uploads them itself."""
+    products = make_products(pair, run, executor, workdir, collection_id, item_dir=None)
+    files = {}
+    for f in products.files:
+        digest = sha256_file(f.path)
+        name = f"{f.name}-{digest[:12]}{os.path.splitext(f.path)[1]}"
+        final = os.path.join(workdir, name)
+        os.replace(f.path, final)
+        files[f.name] = PublishedFile(final, os.path.getsize(final), digest)
+    return products.build(files)
+
+
+def _published_item(pair: ItemPair, publisher: Publisher, options: RunOptions,
+                    run: PreparedRun, out: PairOutcome, executor: Executor) -> None:
+    workdir = tempfile.mkdtemp(prefix="sn9cloud-")
+    try:
+        item_dir = os.path.dirname(publisher.item_href(out.item_id or ""))
+        products = make_products(pair, run, executor, workdir, publisher.collection_id,
+                                 item_dir)
+        _, wrote = publisher.publish(out.item_id or "", products.files, products.build,
+                                     force=options.force)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     out.status = "published" if wrote else "skipped"
-    out.estimated_error_m = round(float(reg.report["estimated_error_m"]), 3)
-    out.inliers = int(reg.report["inliers"])
+    out.estimated_error_m = round(float(products.report["estimated_error_m"]), 3)
+    out.inliers = int(products.report["inliers"])
 
 
 Progress = Callable[[int, int, PairOutcome], None]

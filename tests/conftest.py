@@ -116,3 +116,41 @@ def render() -> Callable[[str], str]:
     its text (fails under SN9CLOUD_REQUIRE_SERVICES=1 when either is missing)."""
     exe = _chromium()
     return lambda url: _render(exe, url)
+
+
+STAC_API_SCRIPT = Path(__file__).resolve().parents[1] / "deploy" / "stac-api" / "stac-api.sh"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def stac_api() -> Iterator[dict[str, str]]:
+    if not Path("/usr/lib/postgresql/15/bin/initdb").exists():
+        if os.environ.get("SN9CLOUD_REQUIRE_SERVICES"):
+            pytest.fail("PostgreSQL is not installed: run deploy/stac-api/stac-api.sh install")
+        pytest.skip("PostgreSQL not installed (deploy/stac-api/stac-api.sh install)")
+    # not under pytest's tmp folders: those are private to this user, and the database
+    # runs as the `postgres` user when the tests run as root
+    state = Path(tempfile.mkdtemp(prefix="sn9cloud-stac-api-"))
+    state.chmod(0o755)
+    env = {**os.environ, "PYTHON": sys.executable}
+    res = subprocess.run([str(STAC_API_SCRIPT), "start", str(state), str(free_port()),
+                          str(free_port())], env=env, capture_output=True, text=True,
+                         timeout=180)
+    assert res.returncode == 0, res.stderr + res.stdout
+    values = {}
+    for line in (state / "env").read_text().splitlines():
+        k, _, v = line.removeprefix("export ").partition("=")
+        values[k] = subprocess.run(["bash", "-c", f"printf %s {v}"], capture_output=True,
+                                   text=True).stdout
+    try:
+        yield values
+    finally:
+        subprocess.run([str(STAC_API_SCRIPT), "stop", str(state)], env=env, timeout=60)
+        shutil.rmtree(state, ignore_errors=True)
+
+

@@ -97,3 +97,43 @@ def test_no_inline_credentials() -> None:
         if p.is_file() and (p.suffix in (".yaml", ".yml", ".md", ".sh") or p.name == "Dockerfile"):
             for line in p.read_text().splitlines():
                 assert not pattern.search(line) or "secretKeyRef" in line, (p, line)
+
+
+def _cfn_lint(path: Path) -> list[str]:
+    from cfnlint.api import lint_all
+
+    # errors and warnings; informational rules (I...) are advice, not failures
+    return [f"{m.rule.id} line {m.linenumber}: {m.message}"
+            for m in lint_all(path.read_text()) if m.rule.id[0] in "EW"]
+
+
+def test_service_infrastructure_passes_the_fields_linter(tmp_path: Path) -> None:
+    """The queue, dead-letter queue, bucket notification and IAM policy template passes
+    cfn-lint (offline: its specs are bundled), and the check can fail."""
+    template = DEPLOY / "service" / "cloudformation.yaml"
+    assert _cfn_lint(template) == []
+    doc = template.read_text()
+    for needed in ("RedrivePolicy", "deadLetterTargetArn", "QueueConfigurations",
+                   "sqs:ChangeMessageVisibility", "AWS::IAM::ManagedPolicy"):
+        assert needed in doc
+    assert '"*"' not in doc and "Action: '*'" not in doc  # least privilege: no wildcards
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(doc.replace("maxReceiveCount: !Ref MaxReceives",
+                                  "maxReceiveCount: !Ref NoSuchParameter"))
+    assert any("NoSuchParameter" in e for e in _cfn_lint(broken))
+
+
+def test_watcher_deployment_validates_against_kubernetes_schemas(tmp_path: Path) -> None:
+    import kubernetes_validate
+
+    path = DEPLOY / "kuberay" / "watcher.yaml"
+    docs = list(yaml.safe_load_all(path.read_text()))
+    assert [d["kind"] for d in docs] == ["Deployment", "ConfigMap"]
+    for d in docs:
+        kubernetes_validate.validate(d, "1.30.0", strict=True)
+    args = docs[0]["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[:2] == ["sn9cloud", "watch"] and "--queue" in args and "--metrics-port" in args
+    bad = json.loads(json.dumps(docs[0]))
+    bad["spec"]["replicas"] = "two"
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(bad, "1.30.0", strict=True)

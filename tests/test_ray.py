@@ -234,3 +234,25 @@ def test_ray_imap_yields_every_job_in_order(cluster: None) -> None:
         # a builtin: functions of a test module do not import in a worker
         assert list(ex.imap(pow, [(i, 3) for i in range(n)], lookahead=3)) == [
             i**3 for i in range(n)]
+
+
+def test_the_watcher_runs_its_pairs_as_ray_tasks(cluster: None, tmp_path: Path) -> None:
+    """`sn9cloud watch --ray`: the pair a new item completes runs as a task on the cluster,
+    under the watcher's lease, and is published once."""
+    import io
+
+    from sn9cloud.service.logs import JsonLog
+    from sn9cloud.service.watcher import RayRunner, Watcher, WatchOptions
+
+    options = WatchOptions(output=str(tmp_path / "out"))
+    run = default_run()
+    stream = io.StringIO()
+    w = Watcher(options, run, RayRunner(options, run), JsonLog(stream))
+    for rel in ("sample-optical/sample-optical-02", "sample-sar/sample-sar-02"):
+        p = next((SAMPLE / rel).glob("*.json"))
+        assert w.handle_item(json.loads(p.read_text()), str(p)) is None
+    logs = [json.loads(ln) for ln in stream.getvalue().splitlines()]
+    done = [e for e in logs if e["event"] == "pair" and e["status"] == "published"]
+    assert [e["item_id"] for e in done] == [run.result_id("sample-optical-02",
+                                                          "sample-sar-02")]
+    assert len(_items(tmp_path / "out")) == 1

@@ -5,19 +5,14 @@ searched with pystac-client. Inputs are read from the API too."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import socket
-import subprocess
-import sys
-import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from conftest import free_port
 from pystac_client import Client
 from runs import result_id
 
@@ -28,39 +23,6 @@ from sn9cloud.stac.browser import BrowserServer
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "deploy" / "stac-api" / "stac-api.sh"
 SAMPLE = ROOT / "catalogs" / "sample"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def stac_api() -> Iterator[dict[str, str]]:
-    if not Path("/usr/lib/postgresql/15/bin/initdb").exists():
-        if os.environ.get("SN9CLOUD_REQUIRE_SERVICES"):
-            pytest.fail("PostgreSQL is not installed: run deploy/stac-api/stac-api.sh install")
-        pytest.skip("PostgreSQL not installed (deploy/stac-api/stac-api.sh install)")
-    # not under pytest's tmp folders: those are private to this user, and the database
-    # runs as the `postgres` user when the tests run as root
-    state = Path(tempfile.mkdtemp(prefix="sn9cloud-stac-api-"))
-    state.chmod(0o755)
-    env = {**os.environ, "PYTHON": sys.executable}
-    res = subprocess.run([str(SCRIPT), "start", str(state), str(_free_port()),
-                          str(_free_port())], env=env, capture_output=True, text=True,
-                         timeout=180)
-    assert res.returncode == 0, res.stderr + res.stdout
-    values = {}
-    for line in (state / "env").read_text().splitlines():
-        k, _, v = line.removeprefix("export ").partition("=")
-        values[k] = subprocess.run(["bash", "-c", f"printf %s {v}"], capture_output=True,
-                                   text=True).stdout
-    try:
-        yield values
-    finally:
-        subprocess.run([str(SCRIPT), "stop", str(state)], env=env, timeout=60)
-        shutil.rmtree(state, ignore_errors=True)
 
 
 def test_inputs_from_api_results_into_api(stac_api: dict[str, str], tmp_path: Path) -> None:
@@ -197,7 +159,7 @@ def test_transactions_refused_or_unreachable_are_clear_errors(tmp_path: Path) ->
         server.shutdown()
         server.server_close()
     res = CliRunner().invoke(main, ["ingest", str(published / "catalog.json"), "--stac-api",
-                                    f"http://127.0.0.1:{_free_port()}"])
+                                    f"http://127.0.0.1:{free_port()}"])
     assert res.exit_code == 2 and "unreachable" in res.output
 
 

@@ -65,6 +65,20 @@ def _pair_task(optical: dict[str, Any], optical_href: str | None, sar: dict[str,
     return result
 
 
+def pair_task(cpus_per_pair: float = 1.0) -> Any:
+    """The pair task, with the S3 and GDAL settings of this moment (not of when the
+    cluster was joined); the job's own environment when they are the same (a new one
+    costs fresh worker processes)."""
+    from sn9cloud.distributed.cluster import runtime_env
+
+    env = runtime_env()
+    job_env = dict(ray.get_runtime_context().runtime_env or {})
+    opts: dict[str, Any] = {"num_cpus": cpus_per_pair}
+    if job_env.get("env_vars") != env["env_vars"]:
+        opts["runtime_env"] = env
+    return _pair_task.options(**opts)
+
+
 def run_batch(
     pairs: list[ItemPair],
     options: RunOptions,
@@ -76,19 +90,12 @@ def run_batch(
 ) -> list[PairOutcome]:
     """Run every pair on the connected cluster (see `cluster.connect`); outcomes in the
     order of ``pairs``."""
-    from sn9cloud.distributed.cluster import require, runtime_env
+    from sn9cloud.distributed.cluster import require
 
     require({"CPU": cpus_per_pair})
     cpus = int(ray.cluster_resources().get("CPU", 1))
     limit = max_in_flight or max(1, 2 * cpus)  # enough to keep every core busy, no more
-    # the S3 and GDAL settings of this moment, not of when the cluster was joined; the
-    # job's own environment when they are the same (a new one costs fresh worker processes)
-    env = runtime_env()
-    job_env = dict(ray.get_runtime_context().runtime_env or {})
-    opts: dict[str, Any] = {"num_cpus": cpus_per_pair}
-    if job_env.get("env_vars") != env["env_vars"]:
-        opts["runtime_env"] = env
-    task = _pair_task.options(**opts)
+    task = pair_task(cpus_per_pair)
     outcomes: list[PairOutcome | None] = [None] * len(pairs)
     in_flight: dict[Any, int] = {}
     started: dict[Any, float] = {}

@@ -57,6 +57,10 @@ class Store:
     def exists(self, key: str) -> bool:
         return self.get(key) is not None
 
+    def list_keys(self, prefix: str) -> list[str]:
+        """Keys under ``prefix`` (a folder-like prefix ending in /), sorted."""
+        raise NotImplementedError
+
     def href(self, key: str) -> str:
         return join(self.root, key)
 
@@ -135,6 +139,17 @@ class LocalStore(Store):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self._path(key))
 
+    def list_keys(self, prefix: str) -> list[str]:
+        base = self._path(prefix.rstrip("/"))
+        out = []
+        for folder, _, files in os.walk(base):
+            for f in files:
+                if f.startswith(".sn9cloud-"):  # a write in progress
+                    continue
+                rel = os.path.relpath(os.path.join(folder, f), self.root)
+                out.append(rel.replace(os.sep, "/"))
+        return sorted(out)
+
 
 class S3Store(Store):
     def __init__(self, root: str) -> None:
@@ -185,6 +200,15 @@ class S3Store(Store):
 
     def delete(self, key: str) -> None:
         self._s3.delete_object(Bucket=self.bucket, Key=self._key(key))
+
+    def list_keys(self, prefix: str) -> list[str]:
+        full = self._key(prefix).rstrip("/") + "/"
+        strip = len(self.prefix.strip("/")) + 1 if self.prefix.strip("/") else 0
+        out = []
+        for page in self._s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket,
+                                                                      Prefix=full):
+            out += [o["Key"][strip:] for o in page.get("Contents", [])]
+        return sorted(out)
 
     def put_file(self, key: str, local_path: str, content_type: str | None = None) -> None:
         extra = {"ContentType": content_type} if content_type else None

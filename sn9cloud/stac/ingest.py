@@ -18,7 +18,8 @@ from sn9cloud.stac.stacio import stac_io
 STRUCTURAL = {"root", "parent", "collection", "item", "child", "self"}
 
 
-def _absolute(doc: dict[str, Any], href_base: str) -> dict[str, Any]:
+def absolute(doc: dict[str, Any], href_base: str) -> dict[str, Any]:
+    """The document with its asset and non-structural link hrefs made absolute."""
     obj = pystac.read_dict(doc, href=href_base, stac_io=stac_io())
     for a in getattr(obj, "assets", {}).values():
         a.href = a.get_absolute_href() or a.href
@@ -49,11 +50,11 @@ def collect(catalog: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
             continue
         seen.add(c.id)
         d = c.to_dict(include_self_link=False, transform_hrefs=False)
-        collections.append(_absolute(d, c.get_self_href() or catalog))
+        collections.append(absolute(d, c.get_self_href() or catalog))
         for it in c.get_items(recursive=False):
             d = it.to_dict(include_self_link=False, transform_hrefs=False)
             d["collection"] = c.id
-            items.append(_absolute(d, it.get_self_href() or catalog))
+            items.append(absolute(d, it.get_self_href() or catalog))
     return collections, items
 
 

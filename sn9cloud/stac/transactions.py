@@ -12,6 +12,7 @@ the command line.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
@@ -82,6 +83,30 @@ def publish_to_api(catalog: str, api_url: str, replace: Collection[str] = (),
     collections, items = collect(catalog)
     if not collections:
         raise InputError(f"catalog {catalog}: no collections to publish")
+    return publish_documents(collections, items, api_url, replace, timeout, token)
+
+
+def publish_result(output: str, collection_id: str, item_id: str, api_url: str,
+                   token: str | None = None, timeout: float = 30.0) -> ApiPublication:
+    """One published result (and its collection, where the API lacks it), hrefs made
+    absolute: what the service sends after each pair."""
+    from sn9cloud.io.store import open_store
+    from sn9cloud.stac.ingest import absolute
+
+    store = open_store(output)
+    docs = []
+    for key in (f"{collection_id}/collection.json", f"{collection_id}/{item_id}/{item_id}.json"):
+        blob = store.get(key)
+        if blob is None:
+            raise OutputError(f"{store.href(key)}: not published")
+        docs.append(absolute(json.loads(blob.data), store.href(key)))
+    docs[1]["collection"] = collection_id
+    return publish_documents([docs[0]], [docs[1]], api_url, (), timeout, token)
+
+
+def publish_documents(collections: list[dict[str, Any]], items: list[dict[str, Any]],
+                      api_url: str, replace: Collection[str] = (), timeout: float = 30.0,
+                      token: str | None = None) -> ApiPublication:
     base = api_url.rstrip("/")
     s = _session(token)
     check_transactions(base, s, timeout)
@@ -91,6 +116,8 @@ def publish_to_api(catalog: str, api_url: str, replace: Collection[str] = (),
         r = _call(s, "GET", url, timeout)
         if r.status_code == 404:
             r = _call(s, "POST", f"{base}/collections", timeout, json=c)
+            if r.status_code == 409:  # created meanwhile by another publisher
+                continue
             if r.status_code not in (200, 201):
                 raise OutputError(f"STAC API {base}: creating collection {c['id']} answered "
                                   f"{_message(r)}")
