@@ -7,15 +7,27 @@ STAMP := $(VENV)/.installed
 SAMPLE := catalogs/sample
 DEMO_OUT := demo-output
 
-.PHONY: venv demo browse test lint bench clean
+.PHONY: venv demo browse test lint bench clean lock
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	# CPU torch first: a bare `torch` requirement would pull a multi-GB CUDA build.
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e '.[dev]'
+	# the locked set: pip resolves nothing (without it, s3fs's narrow botocore pin sends pip
+	# backtracking through boto3's releases for half an hour)
+	$(PIP) install -q -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
+
+# Re-lock constraints.txt from pyproject.toml (uv resolves in seconds where pip backtracks).
+lock:
+	$(PYTHON) -m venv .lock-venv && .lock-venv/bin/pip install -q uv
+	echo torch==2.13.0 > .lock-venv/override.txt
+	.lock-venv/bin/uv pip compile pyproject.toml --extra dev --python-version 3.11 \
+	  --override .lock-venv/override.txt --no-header --no-annotate -q -o .lock-venv/lock.txt
+	{ sed -n '1,4p' constraints.txt; grep -vE '^(nvidia-|cuda-|triton==)' .lock-venv/lock.txt; } \
+	  > constraints.txt.new && mv constraints.txt.new constraints.txt
+	rm -rf .lock-venv
 
 venv: $(STAMP)
 
