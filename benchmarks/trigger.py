@@ -111,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
 
         watchers = [subprocess.Popen([SN9, "watch", "--queue", queue, "--out",
                                       f"s3://{BUCKET}/out", "--prefix", "cat/",
+                                      "--allow", f"s3://{BUCKET}/cat/",
                                       "--max-idle", "15"], env=env, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True) for _ in range(2)]
         time.sleep(4.0)  # both watchers started and polling before the burst

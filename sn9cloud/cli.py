@@ -8,6 +8,8 @@ naming the input, exit status 2 (usage errors included).
 from __future__ import annotations
 
 import json
+import math
+import signal
 import sys
 from collections.abc import Callable
 from typing import Any, NoReturn, TypeVar
@@ -33,11 +35,12 @@ class _Cli(click.Group):
 
     def main(self, *args: Any, **kwargs: Any) -> Any:
         kwargs["standalone_mode"] = False
+        _stop_on_sigterm()
         try:
             return super().main(*args, **kwargs)
         except click.exceptions.Exit as e:
             sys.exit(e.exit_code)
-        except click.exceptions.Abort:
+        except (click.exceptions.Abort, KeyboardInterrupt):
             click.echo("sn9cloud: aborted", err=True)
             sys.exit(130)
         except click.ClickException as e:
@@ -47,6 +50,16 @@ class _Cli(click.Group):
                 hint = f" (see `{ctx.command_path} --help`)"
             click.echo(f"sn9cloud: error: {e.format_message()}{hint}", err=True)
             sys.exit(2)
+
+
+def _stop_on_sigterm() -> None:
+    """SIGTERM ends the command as Ctrl-C does, through every ``finally`` (scratch folders
+    removed, nothing half-renamed into place)."""
+    def handler(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+        signal.signal(signal.SIGTERM, handler)
 
 
 def _settings() -> Any:
@@ -176,8 +189,12 @@ def _bbox(value: str | None) -> tuple[float, float, float, float] | None:
         a = tuple(float(v) for v in value.split(","))
     except ValueError:
         a = ()
-    if len(a) != 4:
-        raise click.BadParameter(f"{value!r}: want minx,miny,maxx,maxy")
+    if len(a) != 4 or not all(math.isfinite(v) for v in a):
+        raise click.BadParameter(f"{value[:80]!r}: want minx,miny,maxx,maxy (four numbers)")
+    if a[0] > a[2] or a[1] > a[3] or not (-180 <= a[0] <= 180 and -180 <= a[2] <= 180
+                                          and -90 <= a[1] <= 90 and -90 <= a[3] <= 90):
+        raise click.BadParameter(f"{value[:80]!r}: want minx <= maxx and miny <= maxy, in "
+                                 "degrees (WGS84)")
     return (a[0], a[1], a[2], a[3])
 
 
@@ -201,6 +218,12 @@ def _bbox(value: str | None) -> tuple[float, float, float, float] | None:
               help="Pair only acquisitions at most this many days apart.")
 @click.option("--results-collection", default=None,
               help="Collection of the results (default sn9cloud-offsets).")
+@click.option("--allow", "allow", multiple=True, metavar="PREFIX",
+              help="Also read what the catalog names under this folder, s3://bucket/prefix "
+                   "or http(s)://host/path (repeatable; by default only the catalog's own "
+                   "location: SECURITY.md).")
+@click.option("--max-items", type=click.IntRange(1), default=None,
+              help="Fail if more input items than this match (default: no limit).")
 @registration_options
 @click.option("--force", is_flag=True, help="Republish pairs already published.")
 @click.option("--pgstac", "pgstac_dsn", default=None, metavar="DSN",
@@ -220,23 +243,29 @@ def _bbox(value: str | None) -> tuple[float, float, float, float] | None:
 def run(catalog: str, output: str, collections: tuple[str, ...], bbox: str | None,
         dt: str | None, pairs: tuple[tuple[str, str], ...], sar_collections: tuple[str, ...],
         min_overlap: float | None, max_days: float | None, results_collection: str | None,
-        matcher: str | None, model: str | None, max_working_size: int | None,
+        allow: tuple[str, ...], max_items: int | None, matcher: str | None,
+        model: str | None, max_working_size: int | None,
         config_path: str | None, force: bool, pgstac_dsn: str | None, stac_api: str | None,
         ray_address: str | None, ray_windows: bool, as_json: bool) -> None:
     """Register every optical/SAR pair of CATALOG (static catalog or STAC API) and publish
     an offset-map COG and a STAC item per pair under --out."""
-    from dataclasses import replace
-
     from sn9cloud.pipeline import PairOutcome, RunOptions, run_catalog
-    from sn9cloud.stac.catalog import Search
+    from sn9cloud.stac.catalog import Search, parse_interval
+    from sn9cloud.stac.publish import DEFAULT_COLLECTION
 
     settings = _settings()
     config = _config(config_path, matcher, model, max_working_size)
     pairing = _pairing_flags(min_overlap, max_days, sar_collections)
-    options = replace(RunOptions(output=output), config=config, force=force, pairing=pairing,
-                      **({} if results_collection is None
-                         else {"results_collection": results_collection}))
-    search = Search(collections=collections, bbox=_bbox(bbox), datetime=dt)
+    try:
+        if dt is not None:
+            parse_interval(dt)
+        options = RunOptions(output=output, config=config, force=force, pairing=pairing,
+                             allow=allow, results_collection=results_collection or
+                             DEFAULT_COLLECTION)
+    except Sn9Error as e:
+        _fail(e)
+    search = Search(collections=collections, bbox=_bbox(bbox), datetime=dt,
+                    max_items=max_items)
 
     def progress(i: int, n: int, o: PairOutcome) -> None:
         detail = (f"error: {o.error}" if o.status == "failed" else
@@ -366,6 +395,9 @@ def _pairing_flags(min_overlap: float | None, max_days: float | None,
 @click.option("--max-days", type=float, default=None, help="Pairing as for `run`.")
 @click.option("--results-collection", default=None,
               help="Collection of the results (default sn9cloud-offsets).")
+@click.option("--allow", "allow", multiple=True, metavar="PREFIX",
+              help="What items may make the watcher read: s3://bucket/prefix, a folder or "
+                   "http(s)://host/path (repeatable; needed with --queue; SECURITY.md).")
 @registration_options
 @click.option("--lease", "lease_s", type=float, default=300.0, show_default=True,
               help="Seconds a pair's lease lasts (renewed while it runs).")
@@ -380,7 +412,7 @@ def _pairing_flags(min_overlap: float | None, max_days: float | None,
                    "$SN9CLOUD_STAC_API_TOKEN).")
 @click.option("--ray", "ray_address", is_flag=False, flag_value="", default=None,
               metavar="[ADDRESS]", help="Run pairs on a Ray cluster.")
-@click.option("--metrics-port", type=int, default=None,
+@click.option("--metrics-port", type=click.IntRange(1, 65535), default=None,
               help="Serve Prometheus metrics on this port.")
 @click.option("--sweep-interval", type=float, default=30.0, show_default=True,
               help="Seconds between sweeps (expired leases, due retries, lonely items).")
@@ -392,8 +424,9 @@ def watch(output: str, queue_url: str | None, prefixes: tuple[str, ...],
           stac_api: str | None, collections: tuple[str, ...], poll_interval: float,
           poll_overlap: float, since: str | None, sar_collections: tuple[str, ...],
           min_overlap: float | None, max_days: float | None,
-          results_collection: str | None, matcher: str | None, model: str | None,
-          max_working_size: int | None, config_path: str | None, lease_s: float,
+          results_collection: str | None, allow: tuple[str, ...], matcher: str | None,
+          model: str | None, max_working_size: int | None, config_path: str | None,
+          lease_s: float,
           max_attempts: int, retry_base_s: float, partner_timeout: float,
           publish_api: str | None, ray_address: str | None, metrics_port: int | None,
           sweep_interval: float, max_idle: float | None, once: bool) -> None:
@@ -401,7 +434,8 @@ def watch(output: str, queue_url: str | None, prefixes: tuple[str, ...],
     API polled for new items (--stac-api), each paired with the best known item of the
     other modality and published exactly once under OUTPUT. Logs are JSON lines."""
     import threading
-    from dataclasses import replace
+
+    from sn9cloud.stac.publish import DEFAULT_COLLECTION, check_collection_id
 
     _need_service_extra("prometheus_client")
     from sn9cloud.service.logs import JsonLog
@@ -426,13 +460,23 @@ def watch(output: str, queue_url: str | None, prefixes: tuple[str, ...],
     settings = _settings()
     config = _config(config_path, matcher, model, max_working_size)
     run = _prepared(config, settings)
-    options = replace(WatchOptions(output=output), config=config,
-                      pairing=_pairing_flags(min_overlap, max_days, sar_collections),
-                      collections=collections, lease_s=lease_s, max_attempts=max_attempts,
-                      retry_base_s=retry_base_s, partner_timeout_s=partner_timeout * 3600,
-                      stac_api=publish_api,
-                      **({} if results_collection is None
-                         else {"results_collection": results_collection}))
+    from sn9cloud.io.policy import ReadPolicy
+
+    allowed = (*settings.allow, *allow)
+    if queue_url and not allowed:
+        _fail(InputError("--queue: name the buckets its events may make the watcher read, "
+                         "with --allow s3://BUCKET/PREFIX (or SN9CLOUD_ALLOW; SECURITY.md)"))
+    try:
+        options = WatchOptions(
+            output=output, config=config,
+            pairing=_pairing_flags(min_overlap, max_days, sar_collections),
+            collections=collections, lease_s=lease_s, max_attempts=max_attempts,
+            retry_base_s=retry_base_s, partner_timeout_s=partner_timeout * 3600,
+            stac_api=publish_api, results_collection=results_collection or DEFAULT_COLLECTION,
+            read_policy=ReadPolicy.of([stac_api] if stac_api else [], allowed))
+        check_collection_id(options.results_collection)
+    except Sn9Error as e:
+        _fail(e)
     log = JsonLog()
     try:
         runner: PairRunner
@@ -538,7 +582,8 @@ def task(payload: str, output: str | None, no_upload: bool, workdir: str | None)
 @main.command()
 @click.argument("catalog")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to serve on.")
-@click.option("--port", type=int, default=8090, show_default=True, help="Port to serve on.")
+@click.option("--port", type=click.IntRange(1, 65535), default=8090, show_default=True,
+              help="Port to serve on.")
 @click.option("--browser-dir", default=None,
               help="A built STAC Browser (default: $SN9CLOUD_STAC_BROWSER, or "
                    "deploy/stac-browser/dist of a checkout).")

@@ -5,12 +5,13 @@ the run records, and its hash, which is part of every result's identity."""
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sn9cloud import ALGORITHM_VERSION, __version__
 from sn9cloud.config import RegistrationConfig, config_hash
 from sn9cloud.engine.keypoints import Detector
+from sn9cloud.io.limits import Limits
 from sn9cloud.matchers import Matcher, Resources, prepare
 from sn9cloud.settings import Settings
 
@@ -31,12 +32,14 @@ class PreparedRun:
     resources: Resources
     effective: dict[str, Any]
     config_hash: str
+    #: the limits on inputs (settings: they bound the work, never change a result)
+    limits: Limits = field(default_factory=Limits)
 
     @classmethod
     def of(cls, config: RegistrationConfig, settings: Settings) -> PreparedRun:
         resources = prepare(config.matcher_impl, str(settings.models_dir))
         effective = config.effective(resources)
-        return cls(config, resources, effective, config_hash(effective))
+        return cls(config, resources, effective, config_hash(effective), settings.limits)
 
     @property
     def matcher(self) -> Matcher:

@@ -23,6 +23,7 @@ from sn9cloud.errors import InputError
 from sn9cloud.io.raster import open_grid, open_raster
 
 COLUMNS = ("sar_row", "sar_col", "optical_row", "optical_col")
+MAX_INDEX = 10_000_000  # pixel rows and columns; beyond any scene
 
 
 @dataclass(frozen=True)
@@ -33,16 +34,34 @@ class Score:
     n: int
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """JSON-ready: a NaN (a map with NaN at a tie-point) is null, not the non-JSON
+        token ``NaN``."""
+        return {k: None if isinstance(v, float) and not math.isfinite(v) else v
+                for k, v in asdict(self).items()}
 
 
 def read_tiepoints(path: str | Path, allow_duplicates: bool = False) -> np.ndarray:
     """(N, 4) int array in COLUMNS order; refuses missing columns, non-integers, NaN and
     (unless allowed: the challenge scored a real file that holds one) duplicate rows."""
     p = Path(path)
-    if not p.exists():
+    if not p.is_file():
         raise InputError(f"tie-points {p}: no such file")
-    with p.open(newline="") as f:
+    try:
+        rows = _rows(p)
+    except UnicodeDecodeError:
+        raise InputError(f"tie-points {p}: not UTF-8 text (a CSV file is)") from None
+    except csv.Error as e:
+        raise InputError(f"tie-points {p}: not a CSV file ({e})") from None
+    if not rows:
+        raise InputError(f"tie-points {p}: no tie-points")
+    a = np.asarray(rows, np.int64)
+    if not allow_duplicates and len(np.unique(a, axis=0)) != len(a):
+        raise InputError(f"tie-points {p}: duplicate rows")
+    return a
+
+
+def _rows(p: Path) -> list[list[int]]:
+    with p.open(newline="", encoding="utf-8-sig") as f:
         reader = csv.DictReader(f)
         missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
         if missing:
@@ -55,13 +74,11 @@ def read_tiepoints(path: str | Path, allow_duplicates: bool = False) -> np.ndarr
                 raise InputError(f"tie-points {p}: line {i} is not numeric") from e
             if not all(math.isfinite(v) and v == int(v) for v in vals):
                 raise InputError(f"tie-points {p}: line {i} holds a non-integer or NaN")
+            if not all(0 <= v < MAX_INDEX for v in vals):
+                raise InputError(f"tie-points {p}: line {i} holds a pixel index outside 0 to "
+                                 f"{MAX_INDEX:,}")
             rows.append([int(v) for v in vals])
-    if not rows:
-        raise InputError(f"tie-points {p}: no tie-points")
-    a = np.asarray(rows, np.int64)
-    if not allow_duplicates and len(np.unique(a, axis=0)) != len(a):
-        raise InputError(f"tie-points {p}: duplicate rows")
-    return a
+    return rows
 
 
 def reference_offsets(tp: np.ndarray, optical: Grid, sar: Grid) -> np.ndarray:

@@ -13,6 +13,10 @@ result (that is the registration configuration's job, `sn9cloud.config`).
 | ``SN9CLOUD_STAC_API_TOKEN`` | bearer token for STAC API transactions | none |
 | ``PGSTAC_DSN`` (or ``PGHOST`` + ``PGUSER``...) | the pgstac database | none |
 | ``RAY_ADDRESS`` | the Ray cluster to join | none (a local one) |
+| ``SN9CLOUD_ALLOW`` | more prefixes a catalog may make sn9cloud read (SECURITY.md) | none |
+| ``SN9CLOUD_NET_TIMEOUT`` | seconds a network connect or read may take | 30 |
+| ``SN9CLOUD_MAX_PIXELS`` | the most pixels an input raster may declare | 2,000,000,000 |
+| ``SN9CLOUD_MAX_SCRATCH_GB`` | the most scratch space one offset map may need | 64 |
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ from urllib.parse import urlsplit
 
 from sn9cloud.engine.executor import LocalExecutor
 from sn9cloud.errors import SettingsError
+from sn9cloud.io.limits import DEFAULT_MAX_PIXELS, DEFAULT_MAX_SCRATCH_GB, Limits
+from sn9cloud.io.net import DEFAULT_TIMEOUT_S, set_timeout
 from sn9cloud.models import SHIPPED
 
 MAX_THREADS = 1024
@@ -41,6 +47,9 @@ class Settings:
     stac_api_token: str | None = field(default=None, repr=False)
     pgstac_dsn: str | None = field(default=None, repr=False)  # "" : libpq reads PG* itself
     ray_address: str | None = None
+    allow: tuple[str, ...] = ()
+    net_timeout_s: float = DEFAULT_TIMEOUT_S
+    limits: Limits = field(default_factory=Limits)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -53,6 +62,12 @@ class Settings:
             stac_api_token=_token(e.get("SN9CLOUD_STAC_API_TOKEN")),
             pgstac_dsn=_dsn(e),
             ray_address=_ray_address(e.get("RAY_ADDRESS")),
+            allow=_allow(e.get("SN9CLOUD_ALLOW")),
+            net_timeout_s=_number(e, "SN9CLOUD_NET_TIMEOUT", DEFAULT_TIMEOUT_S, 0.1, 3600),
+            limits=Limits(
+                max_pixels=int(_number(e, "SN9CLOUD_MAX_PIXELS", DEFAULT_MAX_PIXELS, 1, 1e15)),
+                max_scratch_gb=_number(e, "SN9CLOUD_MAX_SCRATCH_GB", DEFAULT_MAX_SCRATCH_GB,
+                                       1e-6, 1e6)),
         )
 
     def executor(self) -> LocalExecutor:
@@ -60,9 +75,11 @@ class Settings:
         return LocalExecutor(threads=self.threads)
 
     def apply(self) -> Settings:
-        """Set what is process-global in the libraries (OpenCV's thread pool)."""
+        """Set what is process-global in the libraries (OpenCV's thread pool, the network
+        timeout of GDAL, boto3 and requests)."""
         import cv2
 
+        set_timeout(self.net_timeout_s)
         if cv2.getNumThreads() != self.threads:
             cv2.setNumThreads(self.threads)
         return self
@@ -84,6 +101,35 @@ def _threads(v: str | None) -> int:
         raise SettingsError(f"SN9CLOUD_THREADS={v!r}: want a whole number of threads from 1 "
                             f"to {MAX_THREADS}")
     return n
+
+
+def _number(e: Mapping[str, str], name: str, default: float, lo: float, hi: float) -> float:
+    v = e.get(name)
+    if _blank(v):
+        return default
+    assert v is not None
+    try:
+        x = float(v.strip().replace("_", "").replace(",", ""))
+    except ValueError:
+        x = float("nan")
+    if not lo <= x <= hi:  # NaN fails too
+        raise SettingsError(f"{name}={v!r}: want a number from {lo:g} to {hi:g}")
+    return x
+
+
+def _allow(v: str | None) -> tuple[str, ...]:
+    if _blank(v):
+        return ()
+    assert v is not None
+    from sn9cloud.io.policy import PolicyError, allowed_prefix
+
+    out = []
+    for part in re.split(r"[\s,]+", v.strip()):
+        try:
+            out.append(allowed_prefix(part))
+        except PolicyError as e:
+            raise SettingsError(f"SN9CLOUD_ALLOW: {e}") from None
+    return tuple(out)
 
 
 def _models_dir(v: str | None) -> Path:

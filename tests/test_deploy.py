@@ -81,7 +81,9 @@ def test_dockerfile_installs_like_the_makefile() -> None:
     pkg_at = next(i for i, ln in enumerate(runs) if re.search(r"pip install .*'\.\[", ln))
     assert torch_at < pkg_at  # torch pinned, and first, as in the Makefile
     assert "torch==2.13.0" in make
-    assert make.index("torch==2.13.0") < make.index("install -q -e")
+    assert make.index("torch==2.13.0") < make.index("install -q -c constraints.txt -e")
+    # both install the locked set (pip resolves nothing)
+    assert "-c constraints.txt" in runs[pkg_at]
     ray_pin = re.search(r"rayproject/ray:(\d+\.\d+\.\d+)", text)
     assert ray_pin and ray_pin.group(1) == "2.60.0"
     for var in ("GDAL_DISABLE_READDIR_ON_OPEN", "CPL_VSIL_CURL_ALLOWED_EXTENSIONS"):

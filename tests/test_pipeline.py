@@ -159,7 +159,7 @@ def test_bad_items_fail_per_pair_and_keep_published(published: Path, tmp_path: P
     code, text = _run("run", str(cat / "catalog.json"), "--out", str(out), "--force")
     assert code == 2
     assert "1 published, 0 skipped (already published), 2 failed" in text
-    assert "vv.tif" in text and "not a readable raster" in text
+    assert "vv.tif" in text and "not a readable GeoTIFF" in text
     assert "item sample-optical-03: no GeoTIFF raster asset" in text
     after = _files(out)
     for k, v in before.items():  # the failed pairs' earlier publications are intact

@@ -241,10 +241,12 @@ def test_the_watcher_runs_its_pairs_as_ray_tasks(cluster: None, tmp_path: Path) 
     under the watcher's lease, and is published once."""
     import io
 
+    from sn9cloud.io.policy import ReadPolicy
     from sn9cloud.service.logs import JsonLog
     from sn9cloud.service.watcher import RayRunner, Watcher, WatchOptions
 
-    options = WatchOptions(output=str(tmp_path / "out"))
+    options = WatchOptions(output=str(tmp_path / "out"),
+                           read_policy=ReadPolicy.of(allow=[str(SAMPLE)]))
     run = default_run()
     stream = io.StringIO()
     w = Watcher(options, run, RayRunner(options, run), JsonLog(stream))

@@ -140,7 +140,7 @@ def test_missing_file(tmp_path: Path) -> None:
 def test_not_a_raster(tmp_path: Path) -> None:
     p = tmp_path / "notes.tif"
     p.write_text("this is not an image")
-    _bad(tmp_path, SAMPLE / "optical.tif", p, "notes.tif: not a readable raster")
+    _bad(tmp_path, SAMPLE / "optical.tif", p, "notes.tif: not a readable GeoTIFF")
 
 
 def test_no_overlap(tmp_path: Path) -> None:
@@ -159,7 +159,7 @@ def test_constant_image(tmp_path: Path) -> None:
 
 def test_all_nodata_image(tmp_path: Path) -> None:
     p = _write(tmp_path / "empty.tif", np.zeros((256, 256), np.uint8), nodata=0)
-    _bad(tmp_path, SAMPLE / "optical.tif", p, "every pixel is nodata")
+    _bad(tmp_path, SAMPLE / "optical.tif", p, "no valid pixels")
 
 
 def test_image_smaller_than_the_matching_window(tmp_path: Path) -> None:

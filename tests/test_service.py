@@ -164,7 +164,8 @@ def events(s3_env: str) -> Events:
 
 
 def _watch(ev: Events, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([SN9, "watch", "--queue", ev.queue, "--out", ev.out, *args],
+    return subprocess.Popen([SN9, "watch", "--queue", ev.queue, "--out", ev.out,
+                             "--allow", f"s3://{ev.bucket}/cat/", *args],
                             env=ev.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
 
@@ -350,7 +351,7 @@ def test_the_poller_picks_up_items_added_to_the_api(stac_api: dict[str, str],
     assert res.exit_code == 0, res.output
     out = tmp_path / "out"
     args = [SN9, "watch", "--stac-api", url, "--collection", "sample-optical",
-            "--collection", "sample-sar", "--out", str(out), "--once"]
+            "--collection", "sample-sar", "--out", str(out), "--once", "--allow", str(SAMPLE)]
     env = {k: v for k, v in os.environ.items() if not k.startswith("SN9CLOUD_")}
 
     def poll() -> list[str]:
@@ -388,11 +389,13 @@ def test_metrics_are_served(tmp_path: Path) -> None:
     from conftest import free_port
     from runs import default_run
 
+    from sn9cloud.io.policy import ReadPolicy
     from sn9cloud.service.logs import JsonLog
     from sn9cloud.service.watcher import LocalRunner, Watcher, WatchOptions
     from sn9cloud.settings import Settings
 
-    options = WatchOptions(output=str(tmp_path / "out"))
+    options = WatchOptions(output=str(tmp_path / "out"),
+                           read_policy=ReadPolicy.of(allow=[str(SAMPLE)]))
     run = default_run()
     log_path = tmp_path / "log.jsonl"
     with log_path.open("w") as stream:
@@ -426,7 +429,7 @@ def test_watch_needs_a_source_and_sane_numbers(tmp_path: Path) -> None:
 
 def test_a_queue_that_is_not_there(s3_env: str, tmp_path: Path) -> None:
     res = CliRunner().invoke(main, ["watch", "--out", str(tmp_path / "o"), "--queue",
-                                    f"{s3_env}/123456789012/none"])
+                                    f"{s3_env}/123456789012/none", "--allow", "s3://b/"])
     assert res.exit_code == 2
     assert "queue" in res.output and "not reachable" in res.output
 

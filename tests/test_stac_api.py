@@ -35,7 +35,8 @@ def test_inputs_from_api_results_into_api(stac_api: dict[str, str], tmp_path: Pa
     res = CliRunner().invoke(main, [
         "run", url, "--out", str(out), "--collection", "sample-optical",
         "--collection", "sample-sar", "--bbox", "37.0,37.0,38.0,38.0",
-        "--datetime", "2023-02-01T00:00:00Z/2023-02-28T00:00:00Z", "--pgstac", dsn])
+        "--datetime", "2023-02-01T00:00:00Z/2023-02-28T00:00:00Z", "--pgstac", dsn,
+        "--allow", str(SAMPLE)])  # the API's items name local files: the read policy
     assert res.exit_code == 0, res.output
     assert "3 published" in res.output and "ingested 1 collection(s) and 3 item(s)" in res.output
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Callable
 from typing import Literal
@@ -30,20 +31,51 @@ LOOKAHEAD = 4  # windows computed ahead of the writer
 GDAL_CACHE_MB = 256
 
 
-def check_writable(path: str) -> None:
-    """Fail before any work if the output cannot be written."""
+def check_writable(path: str, role: str = "output", inputs: tuple[str, ...] = (),
+                   ours: Callable[[str], bool] | None = None) -> None:
+    """Fail before any work if the output cannot or must not be written: an existing
+    path is replaced only if it is a regular file (never a device, folder, link or pipe),
+    none of the ``inputs``, and, where ``ours`` says so, one sn9cloud wrote."""
     if is_s3(path):
         bucket, key = split_s3(path)
-        if not bucket or not key:
-            raise OutputError(f"output {path}: not an s3://bucket/key path")
+        if not bucket or not key or key.endswith("/"):
+            raise OutputError(f"{role} {path}: not an s3://bucket/key path")
+        if path in inputs:
+            raise OutputError(f"{role} {path}: is an input; write the result elsewhere")
         return
+    if "://" in path or path.lower().startswith("/vsi"):
+        raise OutputError(f"{role} {path}: not a local path or s3:// URL")
     d = os.path.dirname(os.path.abspath(path)) or "."
-    if os.path.isdir(path):
-        raise OutputError(f"output {path}: is a directory")
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        st = None
+    if st is not None:
+        if stat.S_ISDIR(st.st_mode):
+            raise OutputError(f"{role} {path}: is a directory")
+        if not stat.S_ISREG(st.st_mode):
+            raise OutputError(f"{role} {path}: exists and is not a regular file (a device, "
+                              "link, pipe or socket); choose another path")
+        for i in inputs:
+            if "://" not in i and os.path.exists(i) and os.path.samefile(path, i):
+                raise OutputError(f"{role} {path}: is the input {i}; write the result "
+                                  "elsewhere")
+        if ours is not None and not ours(path):
+            raise OutputError(f"{role} {path}: exists and was not written by sn9cloud; "
+                              "remove it or choose another path")
     if not os.path.isdir(d):
-        raise OutputError(f"output {path}: directory {d} does not exist")
+        raise OutputError(f"{role} {path}: directory {d} does not exist")
     if not os.access(d, os.W_OK):
-        raise OutputError(f"output {path}: directory {d} is not writable")
+        raise OutputError(f"{role} {path}: directory {d} is not writable")
+
+
+def is_offset_cog(path: str) -> bool:
+    """Whether ``path`` is an offset map sn9cloud wrote (its tags say so)."""
+    try:
+        with rasterio.open(path, driver="GTiff") as ds:
+            return "sn9cloud_version" in ds.tags()
+    except Exception:
+        return False
 
 
 def build_offsets_cog(
@@ -129,9 +161,11 @@ def write_offsets_cog(
     window_fn: Callable[[tuple[int, int, int, int]], Array],
     tags: dict[str, str] | None = None,
     threads: int = 1,
+    inputs: tuple[str, ...] = (),
 ) -> None:
-    """Write the offset COG to ``path`` (local or s3://) atomically."""
-    check_writable(path)
+    """Write the offset COG to ``path`` (local or s3://) atomically: built in a scratch
+    folder beside it, renamed in only when complete, the folder removed on every exit."""
+    check_writable(path, inputs=inputs, ours=is_offset_cog)
     tmpdir = tempfile.mkdtemp(
         prefix=".sn9cloud-", dir=None if is_s3(path) else os.path.dirname(os.path.abspath(path))
     )

@@ -28,7 +28,9 @@ def endpoint_url() -> str | None:
 
 def gdal_env() -> dict[str, str]:
     """Options for ``rasterio.Env`` that point GDAL where boto3 points."""
-    opts = dict(REMOTE_READ_OPTIONS)
+    from sn9cloud.io.net import gdal_options
+
+    opts = {**REMOTE_READ_OPTIONS, **gdal_options()}
     url = endpoint_url()
     if url:
         u = urlparse(url if "://" in url else f"https://{url}")
@@ -54,11 +56,17 @@ _CREDENTIAL_VARS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_T
 def client() -> Any:
     """A boto3 S3 client for the current AWS environment, made once per process and
     environment (making one costs about 40 ms of CPU, once per pair otherwise)."""
-    return _client(endpoint_url(), tuple(os.environ.get(k) for k in _CREDENTIAL_VARS))
+    from sn9cloud.io.net import timeout
+
+    return _client(endpoint_url(), tuple(os.environ.get(k) for k in _CREDENTIAL_VARS),
+                   timeout())
 
 
 @functools.lru_cache(maxsize=8)
-def _client(endpoint: str | None, _credentials: tuple[Any, ...]) -> Any:
+def _client(endpoint: str | None, _credentials: tuple[Any, ...], _timeout: float) -> Any:
     import boto3
 
-    return boto3.client("s3", endpoint_url=endpoint)
+    from sn9cloud.io.net import boto_config
+
+    # connect and read timeouts: a store that stops answering fails the pair, never hangs
+    return boto3.client("s3", endpoint_url=endpoint, config=boto_config())

@@ -149,6 +149,10 @@ class SqsSource:
         from sn9cloud.io.s3 import client
 
         log = self.watcher.log
+        if not self.watcher.options.read_policy.allows(obj.href):
+            log("skip", href=obj.href, reason="refused: outside the allowed locations "
+                "(--allow)")
+            return None
         s3 = client()
         key = obj.key.lower()
         if key.endswith(".json"):

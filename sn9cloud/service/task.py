@@ -26,10 +26,12 @@ from stactask.exceptions import FailedValidation
 from sn9cloud import __version__
 from sn9cloud.config import RegistrationConfig
 from sn9cloud.errors import ConfigError, InputError, outcome
+from sn9cloud.io.policy import ReadPolicy
 from sn9cloud.prepared import PreparedRun
 from sn9cloud.settings import Settings
 from sn9cloud.stac.catalog import is_sar
 from sn9cloud.stac.pairing import ItemPair, PairingOptions, explicit_pairs, pair_items
+from sn9cloud.stac.publish import DEFAULT_COLLECTION
 
 PAIRING_KEYS = ("min_overlap", "max_days", "sar_collections")
 OTHER_KEYS = ("pairs", "results_collection")
@@ -80,12 +82,19 @@ class RegisterTask(Task):
 
         settings = Settings.from_env().apply()
         run = PreparedRun.of(self._config(), settings)
-        collection = str(kwargs.get("results_collection", "sn9cloud-offsets"))
+        collection = str(kwargs.get("results_collection", DEFAULT_COLLECTION))
         items = list(self.items.items)
+        homes = []
         for it in items:  # a payload's items name their own location, if anywhere
             self_link = next((ln for ln in it.links if ln.rel == "self"), None)
             if self_link is not None:
                 it.set_self_href(self_link.get_absolute_href())
+                homes.append(str(it.get_self_href()))
+        # the read policy: the items' own locations, SN9CLOUD_ALLOW and the task's "allow"
+        allow = kwargs.get("allow", [])
+        if not isinstance(allow, list) or not all(isinstance(a, str) for a in allow):
+            raise InputError("task parameter allow: want a list of prefixes")
+        policy = ReadPolicy.of(homes, (*settings.allow, *allow))
         explicit = [(str(p[0]), str(p[1])) for p in kwargs.get("pairs", [])]
         pairs, problems = (explicit_pairs(items, explicit) if explicit
                            else pair_items(items, self._pairing()))
@@ -96,17 +105,18 @@ class RegisterTask(Task):
         out = []
         client = s3()  # made now: the AWS environment of this moment
         for pair in pairs:
-            out.append(self._one(pair, run, settings, collection, client, build_pair_files))
+            out.append(self._one(pair, run, settings, collection, client, build_pair_files,
+                                 policy))
         return out
 
     def _one(self, pair: ItemPair, run: PreparedRun, settings: Settings, collection: str,
-             client: Any, build: Any) -> dict[str, Any]:
+             client: Any, build: Any, policy: ReadPolicy) -> dict[str, Any]:
         item_id = run.result_id(pair.optical.id, pair.sar.id)
         workdir = self._workdir / item_id
         workdir.mkdir(parents=True, exist_ok=True)
         self.logger.info("registering %s", pair.name)
         try:
-            item = build(pair, run, settings.executor(), str(workdir), collection)
+            item = build(pair, run, settings.executor(), str(workdir), collection, policy)
         except Exception as e:  # the task fails naming the pair; the pipeline retries it
             raise InputError(f"{pair.name}: {outcome(e).message}") from e
         item["links"] = [ln for ln in item["links"]

@@ -20,9 +20,11 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import pystac
+from shapely.geometry import shape
 
 from sn9cloud.config import RegistrationConfig
-from sn9cloud.errors import outcome
+from sn9cloud.errors import outcome, reason
+from sn9cloud.io.policy import ReadPolicy
 from sn9cloud.io.store import open_store
 from sn9cloud.pipeline import PairOutcome, RunOptions, process_pair
 from sn9cloud.prepared import PreparedRun
@@ -30,9 +32,9 @@ from sn9cloud.service.logs import JsonLog
 from sn9cloud.service.metrics import Metrics
 from sn9cloud.service.state import Claim, Inventory, LeaseLost, PairStates
 from sn9cloud.settings import Settings
-from sn9cloud.stac.catalog import is_sar
+from sn9cloud.stac.catalog import is_result, is_sar
 from sn9cloud.stac.pairing import ItemPair, PairingOptions, overlap, pair_items
-from sn9cloud.stac.publish import Publisher
+from sn9cloud.stac.publish import DEFAULT_COLLECTION, Publisher
 
 #: failures worth another attempt: the store, the network, a worker lost, a bug that may
 #: have been a fluke; an unreadable input or an unreliable registration would repeat
@@ -43,7 +45,7 @@ RETRYABLE = frozenset({"transient", "output", "internal"})
 class WatchOptions:
     output: str
     config: RegistrationConfig = field(default_factory=RegistrationConfig)
-    results_collection: str = "sn9cloud-offsets"
+    results_collection: str = DEFAULT_COLLECTION
     pairing: PairingOptions = field(default_factory=PairingOptions)
     collections: tuple[str, ...] = ()  # input collections accepted (none given: any)
     lease_s: float = 300.0  # a pair's lease; renewed every third of it while it runs
@@ -51,6 +53,8 @@ class WatchOptions:
     retry_base_s: float = 10.0  # backoff: base, doubled per attempt, at most 15 min
     partner_timeout_s: float = 24 * 3600.0
     stac_api: str | None = None  # also create each result in this STAC API
+    #: what the items may make the watcher read (SECURITY.md); nothing unless allowed
+    read_policy: ReadPolicy = field(default_factory=ReadPolicy)
 
 
 class PairRunner(Protocol):
@@ -64,7 +68,8 @@ class LocalRunner:
         self.publisher = Publisher(options.output, options.results_collection)
         self.run_options = RunOptions(output=options.output,
                                       results_collection=options.results_collection,
-                                      config=options.config, pairing=options.pairing)
+                                      config=options.config, pairing=options.pairing,
+                                      read_policy=options.read_policy)
         self.run = run
         self.executor = settings.executor()
 
@@ -81,7 +86,8 @@ class RayRunner:
         self.task = pair_task()
         self.run_options = RunOptions(output=options.output,
                                       results_collection=options.results_collection,
-                                      config=options.config, pairing=options.pairing)
+                                      config=options.config, pairing=options.pairing,
+                                      read_policy=options.read_policy)
         self.run = run
 
     def __call__(self, pair: ItemPair) -> PairOutcome:
@@ -158,13 +164,17 @@ class Watcher:
 
     # ---- an item arrives ----------------------------------------------------------------
 
-    def accepts(self, item: dict[str, Any]) -> str | None:
+    def accepts(self, item: dict[str, Any], href: str | None = None) -> str | None:
         """Why the item is not an input of this watcher, or None if it is."""
         if item.get("type") != "Feature":
             return "not a STAC item"
+        if href is not None and not self.options.read_policy.allows(href):
+            return f"refused href {href}: outside the allowed locations (--allow)"
         coll = item.get("collection")
-        if coll == self.options.results_collection or "sn9cloud:config_hash" in (
-                item.get("properties") or {}):
+        props = item.get("properties")
+        if not isinstance(props, dict):
+            return "not a STAC item (no properties)"
+        if is_result(str(coll) if coll else None, props, self.options.results_collection):
             return "a result of sn9cloud (results never feed back as inputs)"
         if self.options.collections and coll not in self.options.collections:
             return (f"collection {coll!r} is not one this watcher serves "
@@ -176,11 +186,18 @@ class Watcher:
                     extend: Callable[[], None] | None = None) -> Pending | None:
         """Remember ``item`` and run every pair it completes; None when nothing is left
         to do for it, else what is pending."""
-        why = self.accepts(item)
-        if why is not None:
-            self.log("skip", item=item.get("id"), href=href, reason=why)
+        why = self.accepts(item, href)
+        it = None
+        if why is None:
+            try:
+                it = _pystac(item, href)
+                if it.geometry is not None:
+                    shape(it.geometry)
+            except Exception as e:  # an untrusted document: skipped, never retried
+                why = f"not a valid STAC item ({reason(e)})"
+        if why is not None or it is None:
+            self.log("skip", item=str(item.get("id"))[:200], href=href, reason=why)
             return None
-        it = _pystac(item, href)
         self.inventory.add(item, href)
         sar = is_sar(it, self.options.pairing.sar_collections)
         pairs = self.partners(it, sar)

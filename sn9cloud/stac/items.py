@@ -70,6 +70,19 @@ def _report_summary(report: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def footprint(grid: Grid) -> tuple[dict[str, Any], list[float]]:
+    """The grid's outline in WGS84, and its bbox."""
+    from rasterio.warp import transform_geom
+
+    t, w, h = grid.transform, grid.width, grid.height
+    ring = [t * c for c in ((0, 0), (w, 0), (w, h), (0, h), (0, 0))]
+    geom = transform_geom(grid.crs, "EPSG:4326", {"type": "Polygon",
+                                                  "coordinates": [[list(p) for p in ring]]})
+    coords = [[round(x, 8), round(y, 8)] for x, y in geom["coordinates"][0]]
+    xs, ys = [c[0] for c in coords], [c[1] for c in coords]
+    return {"type": "Polygon", "coordinates": [coords]}, [min(xs), min(ys), max(xs), max(ys)]
+
+
 def build_result_item(
     *,
     run: PreparedRun,
@@ -161,14 +174,17 @@ def build_result_item(
         if href:
             links.append({"rel": "derived_from", "href": href, "type": "application/geo+json",
                           "title": title})
+    geometry, bbox = optical.geometry, list(optical.bbox) if optical.bbox else None
+    if geometry is None or bbox is None:
+        geometry, bbox = footprint(grid)  # the map covers the optical grid, whatever it says
     return {
         "type": "Feature",
         "stac_version": STAC_VERSION,
         "stac_extensions": list(EXTENSIONS.values()),
         "id": item_id,
         "collection": collection_id,
-        "geometry": optical.geometry,
-        "bbox": list(optical.bbox) if optical.bbox else None,
+        "geometry": geometry,
+        "bbox": bbox,
         "properties": properties,
         "assets": assets,
         "links": links,

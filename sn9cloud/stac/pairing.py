@@ -10,7 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pystac
+from shapely import STRtree
 from shapely.geometry import shape
+from shapely.geometry.base import BaseGeometry
 
 from sn9cloud.stac.catalog import is_sar
 
@@ -39,16 +41,28 @@ class PairingProblem:
     reason: str
 
 
-def overlap(a: pystac.Item, b: pystac.Item) -> float:
-    if not a.geometry or not b.geometry:
+def footprint(item: pystac.Item) -> BaseGeometry | None:
+    """The item's geometry as a valid shape, or None (no geometry, or none usable)."""
+    if not item.geometry:
+        return None
+    try:
+        g = shape(item.geometry)
+        if not g.is_valid:
+            g = g.buffer(0)
+    except Exception:  # a malformed geometry pairs with nothing
+        return None
+    return None if g.is_empty else g
+
+
+def _overlap(ga: BaseGeometry | None, gb: BaseGeometry | None) -> float:
+    if ga is None or gb is None:
         return 0.0
-    ga, gb = shape(a.geometry), shape(b.geometry)
-    if not ga.is_valid:
-        ga = ga.buffer(0)
-    if not gb.is_valid:
-        gb = gb.buffer(0)
     smaller = min(ga.area, gb.area)
     return float(ga.intersection(gb).area / smaller) if smaller > 0 else 0.0
+
+
+def overlap(a: pystac.Item, b: pystac.Item) -> float:
+    return _overlap(footprint(a), footprint(b))
 
 
 def _days(a: pystac.Item, b: pystac.Item) -> float | None:
@@ -66,12 +80,20 @@ def pair_items(
     opt = options or PairingOptions()
     sar = [it for it in items if is_sar(it, opt.sar_collections)]
     optical = [it for it in items if not is_sar(it, opt.sar_collections)]
+    # a spatial index of the optical footprints: each SAR item meets only the few whose
+    # boxes touch its own (near-linear in the number of items, not quadratic)
+    shapes = [footprint(o) for o in optical]
+    indexed = [i for i, g in enumerate(shapes) if g is not None]
+    tree = STRtree([shapes[i] for i in indexed])
     pairs, problems = [], []
     for s in sar:
         best: tuple[float, float, pystac.Item] | None = None
-        for o in optical:
-            ov = overlap(o, s)
-            if ov < opt.min_overlap:
+        gs = footprint(s)
+        near = [] if gs is None else [indexed[int(j)] for j in tree.query(gs)]
+        for k in sorted(near):
+            o = optical[k]
+            ov = _overlap(shapes[k], gs)
+            if ov < opt.min_overlap or ov <= 0:
                 continue
             days = _days(o, s)
             if opt.max_days is not None and days is not None and days > opt.max_days:

@@ -18,13 +18,14 @@ import hashlib
 import json
 import os
 import random
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from sn9cloud import ALGORITHM_VERSION
-from sn9cloud.errors import OutputError
+from sn9cloud.errors import InputError, OutputError
 from sn9cloud.io.store import PreconditionFailed, Store, open_store
 from sn9cloud.stac.items import (
     PublishedFile,
@@ -35,6 +36,15 @@ from sn9cloud.stac.items import (
 )
 
 MAX_CAS_ATTEMPTS = 200
+DEFAULT_COLLECTION = "sn9cloud-offsets"  # the results collection unless configured
+#: a collection id is a folder name and a URL segment: nothing that climbs or escapes
+_COLLECTION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def check_collection_id(collection_id: str) -> None:
+    if not _COLLECTION_ID.match(collection_id) or ".." in collection_id:
+        raise InputError(f"results collection {collection_id[:80]!r}: want letters, digits, "
+                         "'.', '_' or '-' (at most 128, starting with a letter or digit)")
 
 
 @dataclass(frozen=True)
@@ -53,7 +63,8 @@ def sha256_file(path: str) -> str:
 
 
 class Publisher:
-    def __init__(self, output: str, collection_id: str = "sn9cloud-offsets") -> None:
+    def __init__(self, output: str, collection_id: str = DEFAULT_COLLECTION) -> None:
+        check_collection_id(collection_id)
         self.output = output
         self.collection_id = collection_id
         self.store: Store = open_store(output)
