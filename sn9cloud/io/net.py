@@ -129,13 +129,13 @@ def _http_get(url: str, policy: ReadPolicy | None) -> bytes:
                     raise TransientError(f"{_show(current)}: HTTP {r.status_code}")
                 if r.status_code >= 400:
                     raise InputError(f"{_show(current)}: HTTP {r.status_code}")
-                data = b""
+                data = bytearray()
                 for chunk in r.iter_content(1 << 16):
-                    data += chunk
+                    data.extend(chunk)
                     if len(data) > MAX_DOCUMENT_BYTES:
                         raise InputError(f"{_show(current)}: larger than "
                                          f"{MAX_DOCUMENT_BYTES >> 20} MB")
-                return data
+                return bytes(data)
             except requests.Timeout as e:
                 raise TransientError(f"{_show(current)}: no answer within {_timeout_s:g} s "
                                      "(SN9CLOUD_NET_TIMEOUT)") from e

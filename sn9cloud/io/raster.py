@@ -91,7 +91,8 @@ def read_image(path: str, role: str, max_size: int | None = None,
                           masked=True)
             transform = ds.transform * ds.transform.scale(ds.width / w, ds.height / h)
         except RasterioIOError as e:
-            raise InputError(f"{role} {path}: pixels not readable ({_short(e)})") from e
+            raise InputError(f"{role} {strip_credentials(path)}: pixels not readable "
+                             f"({_short(e)})") from e
         full = Grid(ds.width, ds.height, ds.transform, ds.crs)
     mask = np.ma.getmaskarray(arr).any(axis=0)
     if arr.dtype.kind == "f":
